@@ -1,0 +1,1 @@
+"""Hosts that run an exported mlal model: LAMMPS (plugin) and helpers."""
