@@ -1,0 +1,227 @@
+"""The mlal ensemble potential: moment-tensor descriptor, shared latent layer, K heads.
+
+Energy model (units: eV, Å)::
+
+    E_k = Σ_i [ e0[s_i] + scale · head_k(h_i) ],   h_i = silu(W · norm(D_i) + b[s_i])
+
+``D_i`` are rotation-invariant contractions of moment tensors
+``M_c^(ν)(i) = Σ_j R_c(r_ij, s_i, s_j) û_ij^{⊗ν}`` (ν = 0..3) built from a
+Chebyshev radial basis with learned, species-pair-dependent channel weights.
+Everything up to the latent ``h_i`` is shared by the K members, so an ensemble
+costs one descriptor plus K small MLP heads. The latent ``h_i`` is also the
+per-atom feature vector for the D-optimality grade γ (MaxVol active set).
+
+The module is TorchScript-compatible; :func:`mlal.deploy.export_model` scripts
+it and writes the file described in ``docs/model_format.md``.
+"""
+
+import math
+from typing import Dict, List, Tuple
+
+import torch
+from torch import nn
+
+from .radial import chebyshev_basis
+
+
+def _triu(n: int) -> Tuple[List[int], List[int]]:
+    rows: List[int] = []
+    cols: List[int] = []
+    for a in range(n):
+        for b in range(a, n):
+            rows.append(a)
+            cols.append(b)
+    return rows, cols
+
+
+class EnsembleModel(nn.Module):
+    """Ensemble of K atomistic energy models sharing one descriptor.
+
+    Args:
+        species: chemical symbols, in model order.
+        cutoff: radial cutoff r_c (Å).
+        n_members: ensemble size K ≥ 1.
+        n_basis: number of Chebyshev radial functions.
+        channels: radial channels for moment ranks 0, 1, 2, 3.
+        latent: width of the shared latent layer (γ features).
+        hidden: width of each member's hidden layer.
+    """
+
+    format_name: str
+    format_version: int
+    cutoff: float
+    n_members: int
+    n_species: int
+    dtype_name: str
+    metadata_json: str
+    species: List[str]
+
+    def __init__(
+        self,
+        species: List[str],
+        cutoff: float = 5.0,
+        n_members: int = 5,
+        n_basis: int = 8,
+        channels: Tuple[int, int, int, int] = (12, 6, 6, 3),
+        latent: int = 48,
+        hidden: int = 32,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if n_members < 1:
+            raise ValueError(f"n_members must be >= 1, got {n_members}")
+        if len(set(species)) != len(species) or not species:
+            raise ValueError(f"species must be a non-empty list of distinct symbols, got {species}")
+        self.format_name = "mlal-ensemble"
+        self.format_version = 1
+        self.species = list(species)
+        self.n_species = len(species)
+        self.cutoff = float(cutoff)
+        self.n_members = int(n_members)
+        self.n_basis = int(n_basis)
+        self.r_min = 0.0
+        self.c0, self.c1, self.c2, self.c3 = (int(c) for c in channels)
+        self.n_channels = self.c0 + self.c1 + self.c2 + self.c3
+        self.latent_dim = int(latent)
+        self.hidden_dim = int(hidden)
+        self.dtype_name = "float64"
+        self.metadata_json = "{}"
+        self.hyperparameters = {
+            "species": list(species), "cutoff": float(cutoff), "n_members": int(n_members),
+            "n_basis": int(n_basis), "channels": [int(c) for c in channels],
+            "latent": int(latent), "hidden": int(hidden), "seed": int(seed),
+        }
+
+        r1, c1 = _triu(self.c1)
+        r2, c2 = _triu(self.c2)
+        r3, c3 = _triu(self.c3)
+        self.register_buffer("triu1_r", torch.tensor(r1, dtype=torch.long))
+        self.register_buffer("triu1_c", torch.tensor(c1, dtype=torch.long))
+        self.register_buffer("triu2_r", torch.tensor(r2, dtype=torch.long))
+        self.register_buffer("triu2_c", torch.tensor(c2, dtype=torch.long))
+        self.register_buffer("triu3_r", torch.tensor(r3, dtype=torch.long))
+        self.register_buffer("triu3_c", torch.tensor(c3, dtype=torch.long))
+        self.n_features = self.c0 + len(r1) + len(r2) + len(r3) + self.c1 * self.c2 + self.c2
+
+        gen = torch.Generator().manual_seed(seed)
+        n_pairs = self.n_species * self.n_species
+        S, F, H, Hd, K = self.n_species, self.n_features, self.latent_dim, self.hidden_dim, self.n_members
+        # Shared: radial channel weights per species pair, normalisation, latent layer.
+        self.radial_weight = nn.Parameter(
+            torch.randn(n_pairs, self.n_basis, self.n_channels, generator=gen) / math.sqrt(self.n_basis))
+        self.register_buffer("feature_mean", torch.zeros(F))
+        self.register_buffer("feature_std", torch.ones(F))
+        self.latent_weight = nn.Parameter(torch.randn(F, H, generator=gen) / math.sqrt(F))
+        self.latent_bias = nn.Parameter(torch.zeros(S, H))
+        # Members: one hidden layer each, batched over K.
+        self.head_w1 = nn.Parameter(torch.randn(K, H, Hd, generator=gen) / math.sqrt(H))
+        self.head_b1 = nn.Parameter(torch.zeros(K, 1, Hd))
+        self.head_w2 = nn.Parameter(torch.randn(K, Hd, 1, generator=gen) / math.sqrt(Hd))
+        self.head_b2 = nn.Parameter(torch.zeros(K, 1, 1))
+        # Energy scale and per-element reference energies (eV), set before training.
+        self.register_buffer("energy_scale", torch.ones(()))
+        self.register_buffer("reference_energy", torch.zeros(S))
+        # D-optimality: per species, gamma_i = max_k |h_i @ gamma_matrix[s_i]|_k.
+        self.register_buffer("gamma_matrix", torch.zeros(S, H, H))
+        self.register_buffer("active_rows", torch.zeros(S, H, H))   # the active set's feature rows
+
+    # ------------------------------------------------------------------ descriptor
+    def moments(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                n_local: int) -> List[torch.Tensor]:
+        """Moment tensors of rank 0..3 for the ``n_local`` centre atoms."""
+        i = edge_index[0]
+        j = edge_index[1]
+        d = torch.sqrt((edge_vec * edge_vec).sum(dim=1))
+        u = edge_vec / d.unsqueeze(1)
+        basis = chebyshev_basis(d, self.cutoff, self.n_basis, self.r_min)  # [E, B]
+        pair = species[i] * self.n_species + species[j]
+        if self.n_species == 1:
+            radial = basis @ self.radial_weight[0]
+        else:
+            radial = torch.zeros(basis.shape[0], self.n_channels, dtype=basis.dtype, device=basis.device)
+            for p in range(self.n_species * self.n_species):
+                sel = (pair == p).nonzero().squeeze(1)
+                if sel.numel() > 0:
+                    radial.index_copy_(0, sel, basis.index_select(0, sel) @ self.radial_weight[p])
+        c0, c1, c2, c3 = self.c0, self.c1, self.c2, self.c3
+        r0 = radial[:, :c0]
+        r1 = radial[:, c0:c0 + c1]
+        r2 = radial[:, c0 + c1:c0 + c1 + c2]
+        r3 = radial[:, c0 + c1 + c2:]
+        uu = (u.unsqueeze(2) * u.unsqueeze(1)).reshape(-1, 9)
+        uuu = (uu.unsqueeze(2) * u.unsqueeze(1)).reshape(-1, 27)
+        n = n_local
+        E = edge_vec.shape[0]
+        m0 = torch.zeros(n, c0, dtype=edge_vec.dtype, device=edge_vec.device).index_add_(0, i, r0)
+        m1 = torch.zeros(n, c1 * 3, dtype=edge_vec.dtype, device=edge_vec.device).index_add_(
+            0, i, (r1.unsqueeze(2) * u.unsqueeze(1)).reshape(E, c1 * 3))
+        m2 = torch.zeros(n, c2 * 9, dtype=edge_vec.dtype, device=edge_vec.device).index_add_(
+            0, i, (r2.unsqueeze(2) * uu.unsqueeze(1)).reshape(E, c2 * 9))
+        m3 = torch.zeros(n, c3 * 27, dtype=edge_vec.dtype, device=edge_vec.device).index_add_(
+            0, i, (r3.unsqueeze(2) * uuu.unsqueeze(1)).reshape(E, c3 * 27))
+        return [m0, m1.reshape(n, c1, 3), m2.reshape(n, c2, 3, 3), m3.reshape(n, c3, 27)]
+
+    def invariants(self, m: List[torch.Tensor]) -> torch.Tensor:
+        """Rotation-invariant contractions ``[n, n_features]`` of the moments."""
+        m0, m1, m2, m3 = m[0], m[1], m[2], m[3]
+        n = m0.shape[0]
+        g1 = torch.bmm(m1, m1.transpose(1, 2))                        # [n, c1, c1]
+        m2f = m2.reshape(n, self.c2, 9)
+        g2 = torch.bmm(m2f, m2f.transpose(1, 2))                      # [n, c2, c2]
+        g3 = torch.bmm(m3, m3.transpose(1, 2))                        # [n, c3, c3]
+        v2 = torch.einsum("nbij,naj->nabi", m2, m1)                   # M2_b · M1_a
+        t12 = (v2 * m1.unsqueeze(2)).sum(dim=3).reshape(n, self.c1 * self.c2)
+        sq = torch.matmul(m2, m2)                                     # [n, c2, 3, 3]
+        t222 = (sq * m2.transpose(2, 3)).sum(dim=(2, 3))              # tr(M2³)
+        return torch.cat([
+            m0,
+            g1[:, self.triu1_r, self.triu1_c],
+            g2[:, self.triu2_r, self.triu2_c],
+            g3[:, self.triu3_r, self.triu3_c],
+            t12,
+            t222,
+        ], dim=1)
+
+    def latent(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+               n_local: int) -> torch.Tensor:
+        """Shared latent features ``h_i`` ``[n_local, latent]`` (also the γ features)."""
+        feats = self.invariants(self.moments(species, edge_index, edge_vec, n_local))
+        feats = (feats - self.feature_mean) / self.feature_std
+        s = species[:n_local]
+        return torch.nn.functional.silu(feats @ self.latent_weight + self.latent_bias[s])
+
+    def member_energies(self, species: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Per-member atomic energies ``[K, n]`` in eV, reference energies included."""
+        x = torch.nn.functional.silu(torch.matmul(h.unsqueeze(0), self.head_w1) + self.head_b1)
+        out = (torch.matmul(x, self.head_w2) + self.head_b2).squeeze(2)   # [K, n]
+        e0 = self.reference_energy[species[:h.shape[0]]]
+        return e0.unsqueeze(0) + self.energy_scale * out
+
+    def gamma(self, species: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """D-optimality extrapolation grade per atom: ``max_k |h_i G[s_i]|_k``."""
+        g = torch.bmm(h.unsqueeze(1), self.gamma_matrix[species[:h.shape[0]]]).squeeze(1)
+        return g.abs().max(dim=1).values
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                n_local: int, uncertainty: bool) -> Dict[str, torch.Tensor]:
+        """Energies and ∂E/∂r_ij; see ``docs/model_format.md`` for the contract."""
+        edge_vec = edge_vec.detach().requires_grad_(True)
+        h = self.latent(species, edge_index, edge_vec, n_local)
+        member = self.member_energies(species, h)                      # [K, n]
+        atom_energy = member.mean(dim=0)
+        grads = torch.autograd.grad([atom_energy.sum()], [edge_vec], retain_graph=uncertainty,
+                                    allow_unused=True)
+        g0 = grads[0]
+        edge_grad = g0 if g0 is not None else torch.zeros_like(edge_vec)
+        out: Dict[str, torch.Tensor] = {"atom_energy": atom_energy.detach(), "edge_grad": edge_grad.detach()}
+        if uncertainty:
+            member_grads: List[torch.Tensor] = []
+            for k in range(self.n_members):
+                gk = torch.autograd.grad([member[k].sum()], [edge_vec], retain_graph=k < self.n_members - 1,
+                                         allow_unused=True)[0]
+                member_grads.append(gk if gk is not None else torch.zeros_like(edge_vec))
+            out["member_atom_energy"] = member.detach()
+            out["member_edge_grad"] = torch.stack(member_grads, dim=0).detach()
+            out["gamma"] = self.gamma(species, h.detach())
+        return out

@@ -1,0 +1,95 @@
+"""Statistics fitted before training, and the active set rebuilt after it.
+
+- per-element reference energies by least squares (eV/atom),
+- the energy scale of the network output (eV),
+- the descriptor normalisation (mean/std of each invariant),
+- the MaxVol active set per element on the latent features (γ).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+
+from ..data.graph import Graph, collate
+from ..nn.model import EnsembleModel
+from ..uncertainty.maxvol import ActiveSet, build_active_sets, gamma_matrices
+
+
+def fit_reference_energies(model: EnsembleModel, graphs: Sequence[Graph]) -> np.ndarray:
+    """Least-squares e0 per element from labelled energies; sets ``model.reference_energy``.
+
+    Also sets ``energy_scale`` to the RMS force (eV/Å ~ eV per atom of variation),
+    or the per-atom energy residual spread when no forces are labelled.
+    """
+    S = model.n_species
+    rows, e = [], []
+    for g in graphs:
+        if g.energy is not None:
+            rows.append(np.bincount(g.species, minlength=S))
+            e.append(g.energy)
+    if not rows:
+        raise ValueError("no labelled energies: cannot fit reference energies")
+    X = np.array(rows, dtype=float)
+    y = np.array(e)
+    # A ridge term keeps e0 defined for elements that only appear in fixed ratios.
+    lam = 1e-8 * max(1.0, float((X ** 2).sum()))
+    e0 = np.linalg.solve(X.T @ X + lam * np.eye(S), X.T @ y)
+    resid = (y - X @ e0) / X.sum(1)
+    forces = [g.forces for g in graphs if g.forces is not None]
+    if forces:
+        scale = float(np.sqrt(np.mean(np.concatenate(forces) ** 2)))
+    else:
+        scale = float(np.std(resid))
+    scale = max(scale, 1e-2)
+    with torch.no_grad():
+        model.reference_energy.copy_(torch.as_tensor(e0, dtype=model.reference_energy.dtype))
+        model.energy_scale.fill_(scale)
+    return e0
+
+
+@torch.no_grad()
+def fit_feature_normalization(model: EnsembleModel, graphs: Sequence[Graph], max_atoms: int = 20000,
+                              seed: int = 0) -> None:
+    """Set ``feature_mean``/``feature_std`` from (a sample of) the training atoms."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(graphs))
+    chosen: List[Graph] = []
+    total = 0
+    for k in order:
+        chosen.append(graphs[k])
+        total += graphs[k].n_atoms
+        if total >= max_atoms:
+            break
+    dtype = model.feature_mean.dtype
+    feats = []
+    for start in range(0, len(chosen), 32):
+        b = collate(chosen[start:start + 32], dtype=dtype)
+        n = int(b.species.shape[0])
+        feats.append(model.invariants(model.moments(b.species, b.edge_index, b.edge_vec, n)))
+    f = torch.cat(feats)
+    model.feature_mean.copy_(f.mean(0))
+    model.feature_std.copy_(f.std(0).clamp_min(1e-6 * float(f.std(0).max()) + 1e-12))
+
+
+@torch.no_grad()
+def latent_features(model: EnsembleModel, graphs: Sequence[Graph], batch_size: int = 32) -> np.ndarray:
+    """Latent (γ) features of every atom of ``graphs``, ``[N, latent]`` float64."""
+    out = []
+    for start in range(0, len(graphs), batch_size):
+        b = collate(graphs[start:start + batch_size], dtype=model.feature_mean.dtype)
+        out.append(model.latent(b.species, b.edge_index, b.edge_vec, int(b.species.shape[0])).double())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.latent_dim))
+
+
+def rebuild_active_set(model: EnsembleModel, graphs: Sequence[Graph]) -> Dict[int, ActiveSet]:
+    """MaxVol active set per element on the training atoms; stored in the model's buffers."""
+    feats = latent_features(model, graphs)
+    species = np.concatenate([g.species for g in graphs]) if graphs else np.zeros(0, dtype=np.int64)
+    sets = build_active_sets(feats, species, model.n_species)
+    G = gamma_matrices(sets, model.n_species, model.latent_dim)
+    rows = np.stack([sets[s].rows for s in range(model.n_species)])
+    model.gamma_matrix.copy_(torch.as_tensor(G, dtype=model.gamma_matrix.dtype))
+    model.active_rows.copy_(torch.as_tensor(rows, dtype=model.active_rows.dtype))
+    return sets
