@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import platform
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
@@ -54,11 +55,13 @@ def export_model(model: EnsembleModel, path: Union[str, Path], dtype: str = "flo
         "versions": _versions(), "hyperparameters": model.hyperparameters,
         "provenance": provenance or {},
     }, sort_keys=True)
-    scripted = torch.jit.script(m)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.jit.save(scripted, str(tmp))
+    with warnings.catch_warnings():   # TorchScript is what libtorch/LAMMPS load; silence its deprecation notice
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(m)
+        torch.jit.save(scripted, str(tmp))
     tmp.replace(path)   # atomic: a reader never sees a half-written model
     return path
 
@@ -73,7 +76,9 @@ def load_model(path: Union[str, Path]) -> torch.jit.ScriptModule:
     if not path.is_file():
         raise ModelFormatError(f"mlal model file not found: {path}")
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # torch raises several types for corrupt archives
         raise ModelFormatError(f"{path} is not a readable TorchScript file (corrupt or truncated?): "
                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None

@@ -1,0 +1,27 @@
+"""Shared fixtures: small, deterministic models written once per test session."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def mo_model(tmp_path_factory):
+    """Path of a 3-member, float64, single-element (Mo) model."""
+    from mlal.testing import random_model
+    return random_model(tmp_path_factory.mktemp("models") / "mo.pt", species=["Mo"], n_members=3)
+
+
+@pytest.fixture(scope="session")
+def alloy_model(tmp_path_factory):
+    """Path of a 4-member, float64, three-element model (Cu, Ni, Au)."""
+    from mlal.testing import random_model
+    return random_model(tmp_path_factory.mktemp("models") / "cuniau.pt", species=["Cu", "Ni", "Au"],
+                        n_members=4, seed=3)
