@@ -101,6 +101,10 @@ class EnsembleModel(nn.Module):
         self.register_buffer("triu2_c", torch.tensor(c2, dtype=torch.long))
         self.register_buffer("triu3_r", torch.tensor(r3, dtype=torch.long))
         self.register_buffer("triu3_c", torch.tensor(c3, dtype=torch.long))
+        # multiplicities of the unique components of symmetric rank-2 and rank-3 tensors
+        self.register_buffer("sym2_weight", torch.tensor([1.0, 1.0, 1.0, 2.0, 2.0, 2.0]))
+        self.register_buffer("sym3_weight", torch.tensor([1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 6.0]))
+        self.register_buffer("sym2_full", torch.tensor([0, 5, 4, 5, 1, 3, 4, 3, 2], dtype=torch.long))
         self.n_features = self.c0 + len(r1) + len(r2) + len(r3) + self.c1 * self.c2 + self.c2
 
         gen = torch.Generator().manual_seed(seed)
@@ -128,51 +132,66 @@ class EnsembleModel(nn.Module):
     # ------------------------------------------------------------------ descriptor
     def moments(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                 n_local: int) -> List[torch.Tensor]:
-        """Moment tensors of rank 0..3 for the ``n_local`` centre atoms."""
+        """Moment tensors of rank 0..3 for the ``n_local`` centre atoms.
+
+        Symmetric tensors are stored by their unique components: rank 2 as
+        ``xx yy zz yz xz xy`` and rank 3 as ``xxx yyy zzz xxy xxz yyx yyz zzx zzy xyz``.
+        Edges are laid out per centre (padded to the largest neighbour count) so
+        that the sums over neighbours are one batched matrix product.
+        """
         i = edge_index[0]
         j = edge_index[1]
+        n = n_local
+        n_edges = edge_vec.shape[0]
+        if n_edges > 1 and bool((i[1:] < i[:-1]).any()):
+            order = torch.argsort(i, stable=True)
+            i = i.index_select(0, order)
+            j = j.index_select(0, order)
+            edge_vec = edge_vec.index_select(0, order)
         d = torch.sqrt((edge_vec * edge_vec).sum(dim=1))
         u = edge_vec / d.unsqueeze(1)
         basis = chebyshev_basis(d, self.cutoff, self.n_basis, self.r_min)  # [E, B]
-        pair = species[i] * self.n_species + species[j]
         if self.n_species == 1:
             radial = basis @ self.radial_weight[0]
         else:
-            radial = torch.zeros(basis.shape[0], self.n_channels, dtype=basis.dtype, device=basis.device)
+            pair = species[i] * self.n_species + species[j]
+            radial = torch.zeros(n_edges, self.n_channels, dtype=basis.dtype, device=basis.device)
             for p in range(self.n_species * self.n_species):
                 sel = (pair == p).nonzero().squeeze(1)
                 if sel.numel() > 0:
-                    radial.index_copy_(0, sel, basis.index_select(0, sel) @ self.radial_weight[p])
+                    radial = radial.index_copy(0, sel, basis.index_select(0, sel) @ self.radial_weight[p])
+        x, y, z = u[:, 0], u[:, 1], u[:, 2]
+        xx, yy, zz, yz, xz, xy = x * x, y * y, z * z, y * z, x * z, x * y
+        ang = torch.stack([torch.ones_like(x), x, y, z, xx, yy, zz, yz, xz, xy,
+                           xx * x, yy * y, zz * z, xx * y, xx * z, yy * x, yy * z, zz * x, zz * y, xy * z],
+                          dim=1)                                                  # [E, 20]
+        counts = torch.bincount(i, minlength=n)
+        n_max = int(counts.max()) if n_edges > 0 else 1
+        first = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(n_edges, device=i.device) - first.index_select(0, i)
+        flat = i * n_max + slot
+        r_pad = torch.zeros(n * n_max, self.n_channels, dtype=radial.dtype, device=radial.device)
+        a_pad = torch.zeros(n * n_max, 20, dtype=ang.dtype, device=ang.device)
+        r_pad = r_pad.index_copy(0, flat, radial).view(n, n_max, self.n_channels)
+        a_pad = a_pad.index_copy(0, flat, ang).view(n, n_max, 20)
+        m = torch.bmm(r_pad.transpose(1, 2), a_pad)                                 # [n, C, 20]
         c0, c1, c2, c3 = self.c0, self.c1, self.c2, self.c3
-        r0 = radial[:, :c0]
-        r1 = radial[:, c0:c0 + c1]
-        r2 = radial[:, c0 + c1:c0 + c1 + c2]
-        r3 = radial[:, c0 + c1 + c2:]
-        uu = (u.unsqueeze(2) * u.unsqueeze(1)).reshape(-1, 9)
-        uuu = (uu.unsqueeze(2) * u.unsqueeze(1)).reshape(-1, 27)
-        n = n_local
-        E = edge_vec.shape[0]
-        m0 = torch.zeros(n, c0, dtype=edge_vec.dtype, device=edge_vec.device).index_add_(0, i, r0)
-        m1 = torch.zeros(n, c1 * 3, dtype=edge_vec.dtype, device=edge_vec.device).index_add_(
-            0, i, (r1.unsqueeze(2) * u.unsqueeze(1)).reshape(E, c1 * 3))
-        m2 = torch.zeros(n, c2 * 9, dtype=edge_vec.dtype, device=edge_vec.device).index_add_(
-            0, i, (r2.unsqueeze(2) * uu.unsqueeze(1)).reshape(E, c2 * 9))
-        m3 = torch.zeros(n, c3 * 27, dtype=edge_vec.dtype, device=edge_vec.device).index_add_(
-            0, i, (r3.unsqueeze(2) * uuu.unsqueeze(1)).reshape(E, c3 * 27))
-        return [m0, m1.reshape(n, c1, 3), m2.reshape(n, c2, 3, 3), m3.reshape(n, c3, 27)]
+        return [m[:, :c0, 0], m[:, c0:c0 + c1, 1:4], m[:, c0 + c1:c0 + c1 + c2, 4:10],
+                m[:, c0 + c1 + c2:, 10:20]]
 
     def invariants(self, m: List[torch.Tensor]) -> torch.Tensor:
         """Rotation-invariant contractions ``[n, n_features]`` of the moments."""
-        m0, m1, m2, m3 = m[0], m[1], m[2], m[3]
+        m0, m1, m2s, m3s = m[0], m[1], m[2], m[3]
         n = m0.shape[0]
-        g1 = torch.bmm(m1, m1.transpose(1, 2))                        # [n, c1, c1]
-        m2f = m2.reshape(n, self.c2, 9)
-        g2 = torch.bmm(m2f, m2f.transpose(1, 2))                      # [n, c2, c2]
-        g3 = torch.bmm(m3, m3.transpose(1, 2))                        # [n, c3, c3]
-        v2 = torch.einsum("nbij,naj->nabi", m2, m1)                   # M2_b · M1_a
-        t12 = (v2 * m1.unsqueeze(2)).sum(dim=3).reshape(n, self.c1 * self.c2)
-        sq = torch.matmul(m2, m2)                                     # [n, c2, 3, 3]
-        t222 = (sq * m2.transpose(2, 3)).sum(dim=(2, 3))              # tr(M2³)
+        g1 = torch.bmm(m1, m1.transpose(1, 2))                                   # [n, c1, c1]
+        w2 = m2s * self.sym2_weight
+        g2 = torch.bmm(w2, m2s.transpose(1, 2))                                  # M2_a : M2_b
+        g3 = torch.bmm(m3s * self.sym3_weight, m3s.transpose(1, 2))              # M3_a ⋮ M3_b
+        m2 = m2s.index_select(2, self.sym2_full).reshape(n, self.c2, 3, 3)      # full 3x3
+        v2 = torch.matmul(m2.unsqueeze(1), m1.unsqueeze(2).unsqueeze(4)).squeeze(4)  # [n, c1, c2, 3]
+        t12 = (v2 * m1.unsqueeze(2)).sum(dim=3).reshape(n, self.c1 * self.c2)     # M1_a·M2_b·M1_a
+        sq = torch.matmul(m2, m2)
+        t222 = (sq * m2).sum(dim=(2, 3))                                         # tr(M2³), M2 symmetric
         return torch.cat([
             m0,
             g1[:, self.triu1_r, self.triu1_c],
