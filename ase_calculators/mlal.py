@@ -21,6 +21,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from mlal.data.neighbors import edge_vectors, neighbor_list
 from mlal.deploy import DTYPES, load_model
 from mlal.deploy.host import energy_sigma, force_sigma, forces_from_edges, virial_from_edges
+from mlal.deploy.runtime import tune_malloc
 
 
 class ExtrapolationError(RuntimeError):
@@ -51,6 +52,7 @@ class MlalCalculator(Calculator):
                  min_distance: float = 0.5, gamma_break: Optional[float] = None,
                  sigma_break: Optional[float] = None, **kwargs):
         super().__init__(**kwargs)
+        tune_malloc()
         self.model = load_model(model) if isinstance(model, (str, Path)) else model
         self.model_path = str(model) if isinstance(model, (str, Path)) else None
         self.species: List[str] = list(self.model.species)
