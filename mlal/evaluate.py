@@ -1,0 +1,138 @@
+"""Errors of an exported (or eager) model on labelled data, and parity plots.
+
+Units: energy errors in meV/atom, force errors in eV/Å (per Cartesian
+component), stress errors in GPa (per Voigt component). Each label is scored
+only on the structures that have it (Cu/Ni mlearn data: no stress).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .data.graph import collate, to_graph
+from .data.io import Labelled
+from .deploy import DTYPES, load_model
+from .deploy.host import forces_from_edges
+
+GPA = 160.21766208
+
+
+def _module(model):
+    if isinstance(model, (str, Path)):
+        return load_model(model)
+    return model
+
+
+def predict_structures(model, structures: Sequence[Labelled], batch_size: int = 16) -> Dict[str, Any]:
+    """Ensemble-mean predictions and labels, structure by structure.
+
+    Returns arrays: ``energy``/``energy_ref`` per atom (eV/atom, NaN when unlabelled),
+    ``forces``/``forces_ref`` ``[N_atoms, 3]``, ``stress``/``stress_ref`` ``[G, 6]`` (GPa),
+    ``n_atoms`` ``[G]``.
+    """
+    from .train.trainer import as_labelled
+    module = _module(model)
+    items = as_labelled(structures)
+    species = list(module.species)
+    index = {s: k for k, s in enumerate(species)}
+    dtype = DTYPES.get(getattr(module, "dtype_name", "float64"), torch.float64)
+    cutoff = float(module.cutoff)
+    graphs = [to_graph(it, index, cutoff) for it in items]
+    e_pred, e_ref, f_pred, f_ref, s_pred, s_ref, n_at = [], [], [], [], [], [], []
+    for start in range(0, len(graphs), batch_size):
+        b = collate(graphs[start:start + batch_size], dtype=dtype)
+        n = int(b.species.shape[0])
+        out = module(b.species, b.edge_index, b.edge_vec, n, False)
+        ae = out["atom_energy"].double()
+        g = out["edge_grad"].double()
+        G = b.n_graphs
+        energy = torch.zeros(G, dtype=torch.float64).index_add_(0, b.graph_of_atom, ae)
+        forces = forces_from_edges(g, b.edge_index, n)
+        rg = b.edge_vec.double().unsqueeze(2) * g.unsqueeze(1)           # r ⊗ g = -virial contribution
+        w = torch.zeros(G, 3, 3, dtype=torch.float64).index_add_(0, b.graph_of_edge, rg)
+        w = 0.5 * (w + w.transpose(1, 2))
+        vol = b.volume.double()
+        s = w / torch.where(vol > 0, vol, torch.ones_like(vol)).view(-1, 1, 1)
+        stress = torch.stack([s[:, 0, 0], s[:, 1, 1], s[:, 2, 2], s[:, 1, 2], s[:, 0, 2], s[:, 0, 1]], dim=1)
+        stress[vol <= 0] = float("nan")
+        na = b.n_atoms.double()
+        e_pred.append((energy / na).numpy()); e_ref.append((b.energy.double() / na).numpy())
+        f_pred.append(forces.detach().numpy()); f_ref.append(b.forces.double().numpy())
+        s_pred.append(stress.detach().numpy() * GPA); s_ref.append(b.stress.double().numpy() * GPA)
+        n_at.append(b.n_atoms.numpy())
+    cat = np.concatenate
+    return {"energy": cat(e_pred), "energy_ref": cat(e_ref), "forces": cat(f_pred), "forces_ref": cat(f_ref),
+            "stress": cat(s_pred), "stress_ref": cat(s_ref), "n_atoms": cat(n_at)}
+
+
+def _mae_rmse(pred: np.ndarray, ref: np.ndarray, scale: float = 1.0):
+    ok = np.isfinite(ref) & np.isfinite(pred)
+    if not ok.any():
+        return None, None
+    d = (pred[ok] - ref[ok]) * scale
+    return float(np.abs(d).mean()), float(math.sqrt((d * d).mean()))
+
+
+def metrics_from_predictions(p: Dict[str, Any]) -> Dict[str, Any]:
+    """MAE/RMSE per label kind (``None`` where nothing is labelled)."""
+    out: Dict[str, Any] = {}
+    out["energy_mae"], out["energy_rmse"] = _mae_rmse(p["energy"], p["energy_ref"], 1000.0)
+    out["force_mae"], out["force_rmse"] = _mae_rmse(p["forces"], p["forces_ref"])
+    out["stress_mae"], out["stress_rmse"] = _mae_rmse(p["stress"], p["stress_ref"])
+    out["n_structures"] = int(len(p["n_atoms"]))
+    out["n_atoms"] = int(np.sum(p["n_atoms"]))
+    return out
+
+
+def evaluate(model, structures: Sequence[Labelled], batch_size: int = 16,
+             plot: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
+    """Energy/force/stress MAE and RMSE of ``model`` (path, TorchScript or eager) on ``structures``."""
+    p = predict_structures(model, structures, batch_size=batch_size)
+    m = metrics_from_predictions(p)
+    if plot is not None:
+        parity_plot(p, plot, m)
+    return m
+
+
+def parity_plot(p: Dict[str, Any], path: Union[str, Path], m: Optional[Dict[str, Any]] = None) -> Path:
+    """Predicted-versus-reference scatter for energies, forces and (if labelled) stresses."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    m = m or metrics_from_predictions(p)
+    panels = [("energy", p["energy_ref"], p["energy"], "eV/atom", "energy_mae", "meV/atom"),
+              ("forces", p["forces_ref"].ravel(), p["forces"].ravel(), "eV/Å", "force_mae", "eV/Å")]
+    if np.isfinite(p["stress_ref"]).any():
+        panels.append(("stress", p["stress_ref"].ravel(), p["stress"].ravel(), "GPa", "stress_mae", "GPa"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4))
+    for ax, (name, ref, pred, unit, key, munit) in zip(np.atleast_1d(axes), panels):
+        ok = np.isfinite(ref) & np.isfinite(pred)
+        ax.scatter(ref[ok], pred[ok], s=3, alpha=0.5)
+        if ok.any():
+            lo, hi = float(min(ref[ok].min(), pred[ok].min())), float(max(ref[ok].max(), pred[ok].max()))
+            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xlabel(f"reference {name} ({unit})")
+        ax.set_ylabel(f"predicted {name} ({unit})")
+        mae = m.get(key)
+        ax.set_title(f"{name}: MAE {mae:.3g} {munit}" if mae is not None else name)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def format_metrics(m: Dict[str, Any]) -> List[str]:
+    """Human-readable lines."""
+    lines = [f"structures: {m['n_structures']}   atoms: {m['n_atoms']}"]
+    for key, label, unit in (("energy", "energy", "meV/atom"), ("force", "force ", "eV/Å"),
+                             ("stress", "stress", "GPa")):
+        if m.get(f"{key}_mae") is None:
+            lines.append(f"{label}: not labelled")
+        else:
+            lines.append(f"{label}: MAE {m[f'{key}_mae']:.4g}  RMSE {m[f'{key}_rmse']:.4g} {unit}")
+    return lines

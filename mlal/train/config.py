@@ -1,0 +1,143 @@
+"""Training settings: one dataclass, readable from YAML, every field with a working default.
+
+Units: cutoff in Å, times in seconds, loss weights apply to mean squared errors of
+the energy per atom (eV/atom)², the force components (eV/Å)² and the stress
+components (GPa)².
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import yaml
+
+LR_SCHEDULES = ("cosine", "plateau", "constant")
+DTYPES = ("float64", "float32")
+
+
+@dataclass
+class TrainConfig:
+    """Everything :func:`mlal.train.train` needs besides the data.
+
+    Model: ``species`` (empty = inferred from the data, ordered by atomic
+    number), ``cutoff`` (Å), ``n_members`` (K), ``n_basis``, ``channels``,
+    ``latent``, ``hidden`` (see :class:`mlal.nn.model.EnsembleModel`).
+
+    Optimisation: Adam with ``lr``; ``lr_schedule`` ``"cosine"`` (over
+    ``epochs``, down to ``lr * lr_min_factor``), ``"plateau"`` (multiply by
+    ``lr_factor`` after ``lr_patience`` epochs without a better validation
+    score) or ``"constant"``; ``ema_decay`` keeps an exponential moving
+    average of the weights (validated, kept and exported; 0 disables);
+    early stopping after ``patience`` epochs without improvement; ``max_time``
+    (s) stops and keeps the best weights.
+
+    Ensemble: each member's head has its own seed-driven initialisation; with
+    ``bootstrap`` each member also sees its own bootstrap resample of the
+    training structures (the shared trunk sees all of them).
+    """
+
+    species: List[str] = field(default_factory=list)
+    cutoff: float = 5.0
+    n_members: int = 5
+    n_basis: int = 8
+    channels: List[int] = field(default_factory=lambda: [12, 6, 6, 3])
+    latent: int = 48
+    hidden: int = 32
+    epochs: int = 300
+    batch_size: int = 4
+    lr: float = 1e-2
+    lr_schedule: str = "cosine"
+    lr_min_factor: float = 0.01
+    lr_factor: float = 0.5
+    lr_patience: int = 10
+    warmup_epochs: int = 2
+    ema_decay: float = 0.99
+    weight_decay: float = 0.0
+    grad_clip: float = 10.0
+    energy_weight: float = 1000.0
+    force_weight: float = 1.0
+    stress_weight: float = 0.01
+    valid_fraction: float = 0.1
+    patience: int = 100
+    bootstrap: bool = False
+    seed: int = 0
+    max_time: Optional[float] = 900.0
+    dtype: str = "float32"
+    export_dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        self.channels = [int(c) for c in self.channels]
+        self.species = [str(s) for s in self.species]
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad setting."""
+        if len(self.channels) != 4 or min(self.channels) < 1:
+            raise ValueError(f"channels must be 4 positive integers (ranks 0..3), got {self.channels}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        for name in ("dtype", "export_dtype"):
+            if getattr(self, name) not in DTYPES:
+                raise ValueError(f"{name} must be one of {DTYPES}, got {getattr(self, name)!r}")
+        if self.cutoff <= 0:
+            raise ValueError(f"cutoff must be > 0 Å, got {self.cutoff}")
+        for name in ("n_members", "n_basis", "latent", "hidden", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("energy_weight", "force_weight", "stress_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    # ------------------------------------------------------------------ I/O
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> List[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], where: str = "config") -> "TrainConfig":
+        """Build from a mapping; an unknown key raises ``ValueError`` naming it."""
+        if d is None:
+            d = {}
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: expected a mapping of TrainConfig settings, got {type(d).__name__}")
+        names = cls.field_names()
+        for key in d:
+            if key not in names:
+                import difflib
+                close = difflib.get_close_matches(str(key), names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"{where}: unknown training setting {key!r}{hint}; "
+                                 f"valid settings: {', '.join(names)}")
+        return cls(**d)
+
+    @classmethod
+    def from_yaml(cls, path: Union[str, Path]) -> "TrainConfig":
+        """Read a YAML file of settings (a flat mapping, or one under a ``train:`` key)."""
+        path = Path(path)
+        with open(path) as f:
+            d = yaml.safe_load(f)
+        if isinstance(d, dict) and set(d) == {"train"}:
+            d = d["train"]
+        return cls.from_dict(d, where=str(path))
+
+    def to_yaml(self, path: Union[str, Path]) -> Path:
+        path = Path(path)
+        with open(path, "w") as f:
+            yaml.safe_dump(self.to_dict(), f, sort_keys=False)
+        return path
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)

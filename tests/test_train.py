@@ -1,0 +1,190 @@
+"""Trainer: loss goes down, reproducibility, resume, missing labels, export, γ, warm start, config."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from mlal.data.graph import collate, to_graph
+from mlal.data.io import Labelled
+from mlal.deploy import load_model
+from mlal.train import TrainConfig, load_checkpoint, train
+from mlal.train.trainer import batch_loss, build_model, errors
+
+torch.set_num_threads(1)
+
+TINY = dict(cutoff=4.0, n_members=2, n_basis=5, channels=[4, 2, 2, 1], latent=8, hidden=8, batch_size=4,
+            lr=1e-2, epochs=4, max_time=None, valid_fraction=0.25, warmup_epochs=0, dtype="float64")
+
+
+def emt_structures(n=12, seed=0, stress=True, symbol="Cu"):
+    """Rattled, strained 8-atom fcc cells labelled with EMT (optionally without stress)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        a = bulk(symbol, "fcc", a=3.6 * (1 + 0.02 * rng.standard_normal()), cubic=True) * (2, 1, 1)
+        a.positions += 0.1 * rng.standard_normal(a.positions.shape)
+        a.calc = EMT()
+        e, f = a.get_potential_energy(), a.get_forces()
+        s = a.get_stress() if stress else None
+        a.calc = None
+        out.append(Labelled(atoms=a, energy=float(e), forces=f, stress=s, source=f"emt:{k}"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def data():
+    return emt_structures(12)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data):
+    out = tmp_path_factory.mktemp("trained")
+    return train(data, TrainConfig(**dict(TINY, epochs=12)), out, progress=False), out
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_training_reduces_loss_and_beats_untrained(tmp_path, data, trained):
+    result, out = trained
+    untrained = train(data, TrainConfig(**dict(TINY, epochs=0)), tmp_path / "untrained", progress=False)
+    assert result.metrics["epochs"] == 12
+    index = {"Cu": 0}
+    graphs = [to_graph(d, index, 4.0) for d in data]
+    e_trained, e_untrained = errors(result.model, graphs), errors(untrained.model, graphs)
+    assert e_trained["force_mae"] < 0.7 * e_untrained["force_mae"]
+    assert e_trained["energy_mae"] < e_untrained["energy_mae"]
+    log = (out / "log.csv").read_text().splitlines()
+    assert len(log) == 13 and log[0].startswith("epoch,")
+    train_loss = [float(line.split(",")[3]) for line in log[1:]]
+    assert min(train_loss[-3:]) < 0.5 * train_loss[0]
+    assert (out / "learning_curve.png").stat().st_size > 1000
+    assert result.metrics["evaluated_on"] == "valid" and result.metrics["n_valid"] == 3
+
+
+def test_reproducible_from_seed(tmp_path, data):
+    cfg = TrainConfig(**dict(TINY, epochs=3, bootstrap=True))
+    a = train(data, cfg, tmp_path / "a", progress=False)
+    b = train(data, cfg, tmp_path / "b", progress=False)
+    c = train(data, cfg.replace(seed=1), tmp_path / "c", progress=False)
+    wa, wb, wc = _weights(a.model), _weights(b.model), _weights(c.model)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not torch.equal(wa["head_w1"], wc["head_w1"])
+    assert a.metrics["energy_mae"] == b.metrics["energy_mae"]
+
+
+def test_members_differ(trained):
+    m = trained[0].model
+    assert not torch.allclose(m.head_w1[0], m.head_w1[1])
+
+
+def test_resume_continues_like_uninterrupted(tmp_path, data):
+    cfg = TrainConfig(**dict(TINY, epochs=6, lr_schedule="constant"))
+    full = train(data, cfg, tmp_path / "full", progress=False)
+    first = train(data, cfg.replace(epochs=3), tmp_path / "split", progress=False)
+    assert first.metrics["epochs"] == 3
+    _, _, state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert state["epoch"] == 3 and len(state["history"]) == 3
+    second = train(data, cfg, tmp_path / "split", progress=False, resume=True)
+    assert second.metrics["epochs"] == 6
+    assert len((tmp_path / "split" / "log.csv").read_text().splitlines()) == 7
+    wf, ws = _weights(full.model), _weights(second.model)
+    for k in wf:
+        assert torch.allclose(wf[k], ws[k], rtol=1e-9, atol=1e-12), k
+
+
+def test_missing_stress_is_skipped(tmp_path):
+    with_s = emt_structures(4, seed=1)
+    without = emt_structures(4, seed=1, stress=False)
+    cfg = TrainConfig(**dict(TINY, stress_weight=1.0))
+    model = build_model(cfg, ["Cu"]).double()
+    g_with = [to_graph(d, {"Cu": 0}, 4.0) for d in with_s]
+    g_without = [to_graph(d, {"Cu": 0}, 4.0) for d in without]
+    loss_without, parts = batch_loss(model, collate(g_without), cfg)
+    assert "s" not in parts and torch.isfinite(loss_without)
+    loss_no_weight, _ = batch_loss(model, collate(g_with), cfg.replace(stress_weight=0.0))
+    assert torch.allclose(loss_without, loss_no_weight)
+    loss_with, parts = batch_loss(model, collate(g_with), cfg)
+    assert "s" in parts and float(loss_with.detach()) > float(loss_without.detach())
+    # half labelled: only the labelled half enters the stress term
+    mixed = g_with[:2] + g_without[2:]
+    _, parts_mixed = batch_loss(model, collate(mixed), cfg)
+    _, parts_half = batch_loss(model, collate(g_with[:2]), cfg)
+    assert parts_mixed["s"] == pytest.approx(parts_half["s"], rel=1e-9)
+    # a Cu set without any stress trains and reports no stress error
+    r = train(without + emt_structures(4, seed=2, stress=False), TrainConfig(**dict(TINY, epochs=2)),
+              tmp_path / "nostress", progress=False)
+    assert np.isnan(r.metrics["stress_mae"]) and np.isfinite(r.metrics["force_mae"])
+
+
+def test_exported_model_equals_eager_best_weights(trained, data):
+    result, out = trained
+    module = load_model(result.model_path)
+    assert module.dtype_name == "float64"
+    best, _, state = load_checkpoint(result.checkpoint)
+    assert state["done"]
+    g = collate([to_graph(d, {"Cu": 0}, 4.0) for d in data[:3]])
+    n = int(g.species.shape[0])
+    ref = result.model(g.species, g.edge_index, g.edge_vec, n, True)
+    got = module(g.species, g.edge_index, g.edge_vec, n, True)
+    from_ckpt = best(g.species, g.edge_index, g.edge_vec, n, True)
+    for key in ("atom_energy", "edge_grad", "member_edge_grad", "gamma"):
+        assert torch.allclose(ref[key], got[key], rtol=1e-12, atol=1e-12), key
+        assert torch.allclose(ref[key], from_ckpt[key], rtol=1e-12, atol=1e-12), key
+    import json
+    meta = json.loads(module.metadata_json)
+    assert meta["provenance"]["config"]["epochs"] == 12
+    assert meta["provenance"]["data"]["n_structures"] == len(data)
+
+
+def test_gamma_at_most_one_on_training_atoms(trained, data):
+    result, _ = trained
+    g = collate([to_graph(d, {"Cu": 0}, 4.0) for d in data])
+    n = int(g.species.shape[0])
+    gamma = result.model(g.species, g.edge_index, g.edge_vec, n, True)["gamma"]
+    assert float(gamma.max()) <= 1 + 1e-6
+    assert float(gamma.max()) > 0.5          # the active set is built from these atoms
+
+
+def test_warm_start_from_init(tmp_path, trained):
+    result, out = trained
+    new = emt_structures(8, seed=5)
+    cfg = TrainConfig(**dict(TINY, epochs=1, lr=1e-3))
+    warm = train(new, cfg, tmp_path / "warm", init=result.model_path, progress=False)
+    cold = train(new, cfg, tmp_path / "cold", progress=False)
+    assert torch.equal(warm.model.reference_energy, result.model.reference_energy)
+    assert torch.equal(warm.model.feature_std, result.model.feature_std)
+    graphs = [to_graph(d, {"Cu": 0}, 4.0) for d in new]
+    assert errors(warm.model, graphs)["force_mae"] < errors(cold.model, graphs)["force_mae"]
+    # from the checkpoint as well
+    again = train(new, cfg, tmp_path / "warm2", init=result.checkpoint, progress=False)
+    assert again.model.n_members == result.model.n_members
+    with pytest.raises(ValueError, match="Au"):
+        train(emt_structures(4, symbol="Au"), cfg, tmp_path / "bad", init=result.model_path, progress=False)
+
+
+def test_atoms_input_and_species_inference(tmp_path):
+    atoms = []
+    for d in emt_structures(4, seed=3):
+        a = d.atoms.copy()
+        a.calc = SinglePointCalculator(a, energy=d.energy, forces=d.forces, stress=d.stress)
+        atoms.append(a)
+    r = train(atoms, TrainConfig(**dict(TINY, epochs=1)), tmp_path / "atoms", progress=False)
+    assert r.model.species == ["Cu"] and r.model_path.is_file()
+
+
+def test_config_yaml_roundtrip_and_unknown_key(tmp_path):
+    cfg = TrainConfig(epochs=7, channels=[6, 3, 3, 2])
+    path = cfg.to_yaml(tmp_path / "c.yaml")
+    assert TrainConfig.from_yaml(path) == cfg
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 3\nlearning_rat: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rat"):
+        TrainConfig.from_yaml(bad)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
