@@ -1,4 +1,30 @@
-/* mlal: fix mlal/extrapolation, see fix_mlal_extrapolation.h */
+/* ----------------------------------------------------------------------
+   mlal: on-the-fly extrapolation control for active learning.
+
+   fix ID group mlal/extrapolation N [select G1] [break G2]
+                                     [sigma_select S1] [sigma_break S2] [file F]
+
+   Needs pair_style mlal. Every N steps (and at the setup of a run; in
+   minimize: on iterations that are multiples of N) the pair style evaluates
+   gamma and sigma. Over the atoms of the group:
+     max gamma > G1 (or max sigma > S1, eV/A): the whole cell is appended to
+       file F as one extended-XYZ frame (ase.io.read reads it): Lattice, pbc,
+       step, gamma_max, sigma_max; per atom: species, pos (A, box origin at 0),
+       gamma, sigma, lammps_id, lammps_type; atoms sorted by ID, written by
+       rank 0 after an MPI gather. At most one frame per step.
+     max gamma > G2 (or max sigma > S2): the run or minimization stops after
+       the current step, like fix halt ... error continue; `run` returns
+       normally and a following run command works.
+   A keyword left out is off. select/sigma_select need file.
+
+   Output, for variables/thermo (f_ID) and the Python interface:
+     scalar: largest max gamma seen since the run started
+     vector: [1] largest max gamma since the run started, [2] largest max
+       sigma (eV/A) since the run started, [3] frames written (all runs),
+       [4] 1 if this run was stopped by break/sigma_break else 0,
+       [5] max gamma of the last check, [6] max sigma of the last check,
+       [7] step of the last check (-1: none yet)
+------------------------------------------------------------------------- */
 
 #include "fix_mlal_extrapolation.h"
 
@@ -20,7 +46,7 @@ using namespace FixConst;
 
 FixMLALExtrapolation::FixMLALExtrapolation(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), gamma_select(-1), gamma_break(-1), sigma_select(-1), sigma_break(-1),
-    last_gamma(0), last_sigma(0), last_check(-1), last_written(-1), nwritten(0), stopped(0)
+    last_gamma(0), last_sigma(0), max_gamma(0), max_sigma(0), last_check(-1), last_written(-1), nwritten(0), stopped(0)
 {
   if (narg < 4)
     error->all(FLERR, "Usage: fix ID group mlal/extrapolation N [select G] [break G] "
@@ -48,7 +74,7 @@ FixMLALExtrapolation::FixMLALExtrapolation(LAMMPS *lmp, int narg, char **arg) :
     error->all(FLERR, "fix mlal/extrapolation: select/sigma_select need 'file F' to write to");
   scalar_flag = 1;
   vector_flag = 1;
-  size_vector = 5;
+  size_vector = 7;
   global_freq = 1;
   extscalar = 0;
   extvector = 0;
@@ -73,6 +99,7 @@ void FixMLALExtrapolation::init()
     error->all(FLERR, "fix mlal/extrapolation needs gamma, but pair_style mlal has 'uncertainty no'");
   pair->add_requester(this);
   stopped = 0;
+  max_gamma = max_sigma = 0.0;
 }
 
 void FixMLALExtrapolation::setup(int)
@@ -117,6 +144,8 @@ void FixMLALExtrapolation::check()
   last_gamma = global[0];
   last_sigma = global[1];
   last_check = update->ntimestep;
+  max_gamma = std::max(max_gamma, last_gamma);
+  max_sigma = std::max(max_sigma, last_sigma);
 
   bool select = (gamma_select >= 0 && last_gamma > gamma_select) ||
       (sigma_select >= 0 && last_sigma > sigma_select);
@@ -203,16 +232,18 @@ void FixMLALExtrapolation::write_frame(PairMLAL *pair, double gmax, double smax)
 
 double FixMLALExtrapolation::compute_scalar()
 {
-  return last_gamma;
+  return max_gamma;
 }
 
 double FixMLALExtrapolation::compute_vector(int n)
 {
   switch (n) {
-    case 0: return last_gamma;
-    case 1: return last_sigma;
+    case 0: return max_gamma;
+    case 1: return max_sigma;
     case 2: return nwritten;
     case 3: return stopped;
+    case 4: return last_gamma;
+    case 5: return last_sigma;
     default: return (double) last_check;
   }
 }

@@ -1,18 +1,5 @@
 /* -*- c++ -*- ----------------------------------------------------------
-   mlal: on-the-fly extrapolation control for active learning.
-
-   fix ID group mlal/extrapolation N [select G1] [break G2]
-                                     [sigma_select S1] [sigma_break S2] [file F]
-
-   Every N steps (and at setup; every N iterations in minimize) pair_style
-   mlal evaluates gamma and sigma. If max gamma > G1 (or max sigma > S1, eV/A)
-   over the group, the whole cell is appended to file F as one extended-XYZ
-   frame (readable by ase.io.read). If max gamma > G2 (or max sigma > S2) the
-   run or minimization stops after the current step, like fix halt with
-   'error continue': a following run command works normally.
-   Global scalar: last max gamma. Global vector (5): last max gamma, last max
-   sigma, frames written so far, 1 if this run was stopped by 'break', step of
-   the last check.
+   mlal: fix mlal/extrapolation (syntax: fix_mlal_extrapolation.cpp)
 ------------------------------------------------------------------------- */
 
 #ifndef LMP_FIX_MLAL_EXTRAPOLATION_H
@@ -42,7 +29,7 @@ class FixMLALExtrapolation : public Fix, public PairMLAL::Requester {
  private:
   double gamma_select, gamma_break, sigma_select, sigma_break;    // < 0: off
   std::string filename;
-  double last_gamma, last_sigma;
+  double last_gamma, last_sigma, max_gamma, max_sigma;    // max_*: since the run started
   bigint last_check, last_written;
   int nwritten, stopped;
 

@@ -1,5 +1,13 @@
 /* ----------------------------------------------------------------------
-   mlal: pair_style mlal. See pair_mlal.h and docs/lammps.md.
+   mlal: pair_style mlal (examples/lammps/README.md).
+
+     pair_style mlal [nthreads N] [uncertainty yes|no|always]
+     pair_coeff * * model.pt El1 El2 ...      (one element per atom type)
+
+   nthreads: torch threads per MPI rank (default 1). uncertainty yes (default):
+   gamma/sigma are computed only on steps where compute mlal/atom or fix
+   mlal/extrapolation asks for them; no: never (compute/fix refuse to run);
+   always: on every force evaluation. Several types may map to one element.
 
    The model (docs/model_format.md) sees every local atom as a centre and
    every neighbour within the model cutoff, ghosts included, as an edge
@@ -23,6 +31,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <mpi.h>
 #include <stdexcept>
 
@@ -256,13 +265,15 @@ void PairMLAL::compute(int eflag, int vflag)
 
   build_edges();
   int64_t E = (int64_t) edge_i.size();
-  try {
-    mdl.evaluate(species_buf.data(), nall, edge_index.data(), edge_vec.data(), E, nlocal, unc);
-  } catch (const std::exception &e) {
-    error->one(FLERR, "pair_style mlal: {}", e.what());
-  }
+  // a rank may own no atoms (clusters in vacuum): nothing to evaluate, but it still
+  // takes part in the communication below
+  if (nlocal > 0) try {
+      mdl.evaluate(species_buf.data(), nall, edge_index.data(), edge_vec.data(), E, nlocal, unc);
+    } catch (const std::exception &e) {
+      error->one(FLERR, "pair_style mlal: {}", e.what());
+    }
 
-  const double *ae = mdl.atom_energy();
+  const double *ae = nlocal > 0 ? mdl.atom_energy() : nullptr;
   if (eflag_either)
     for (int i = 0; i < nlocal; i++) {
       if (map[type[i]] < 0) continue;
@@ -270,7 +281,7 @@ void PairMLAL::compute(int eflag, int vflag)
       if (eflag_atom) eatom[i] += ae[i];
     }
 
-  const double *g = mdl.edge_grad();
+  const double *g = nlocal > 0 ? mdl.edge_grad() : nullptr;
   for (int64_t e = 0; e < E; e++) {
     int i = edge_i[e], j = edge_j[e];
     const double *ge = g + 3 * e;
@@ -310,7 +321,7 @@ void PairMLAL::compute_uncertainty(int nlocal, int nall)
   int64_t E = (int64_t) edge_i.size();
   int *type = atom->type;
   fmember.assign((size_t) nall * 3 * K, 0.0);
-  const double *mg = mdl.member_edge_grad();
+  const double *mg = nlocal > 0 ? mdl.member_edge_grad() : nullptr;
   for (int k = 0; k < K; k++) {
     const double *gk = mg + (size_t) k * E * 3;
     for (int64_t e = 0; e < E; e++) {
@@ -328,8 +339,8 @@ void PairMLAL::compute_uncertainty(int nlocal, int nall)
   gamma_atom.assign(nlocal, 0.0);
   sigma_atom.assign(nlocal, 0.0);
   esigma_atom.assign(nlocal, 0.0);
-  const double *gam = mdl.gamma();
-  const double *mae = mdl.member_atom_energy();
+  const double *gam = nlocal > 0 ? mdl.gamma() : nullptr;
+  const double *mae = nlocal > 0 ? mdl.member_atom_energy() : nullptr;
   std::vector<double> etot(K, 0.0);
   double gmax = 0.0, smax = 0.0;
   for (int i = 0; i < nlocal; i++) {
@@ -450,7 +461,14 @@ static std::string read_string(LAMMPS *lmp, FILE *fp, MPI_Comm world, int me)
 void PairMLAL::write_restart(FILE *fp)
 {
   write_restart_settings(fp);
-  write_string(fp, model_loaded ? mdl.path() : std::string());
+  // absolute path: the restart may be read from another working directory
+  std::string path;
+  if (model_loaded) {
+    std::error_code ec;
+    auto abs = std::filesystem::absolute(mdl.path(), ec);
+    path = ec ? mdl.path() : abs.string();
+  }
+  write_string(fp, path);
   for (int t = 1; t <= atom->ntypes; t++) write_string(fp, type_element[t]);
 }
 
@@ -474,8 +492,8 @@ void PairMLAL::read_restart(FILE *fp)
   if (exists) {
     load_model(path, elements);
   } else if (comm->me == 0) {
-    error->warning(FLERR, "pair_style mlal: model file '{}' from the restart file is not there; "
-                   "issue pair_coeff * * model.pt ... again", path);
+    error->warning(FLERR, "pair_style mlal: model file '{}' named in the restart file is not "
+                   "there; give pair_coeff * * model.pt ... again before the next run", path);
   }
 }
 
