@@ -138,6 +138,7 @@ void PairMLAL::load_model(const std::string &path, const std::vector<std::string
     error->all(FLERR, "pair_style mlal: {}", e.what());
   }
   model_loaded = true;
+  restart_missing.clear();
   const auto &species = mdl.species();
   std::string known;
   for (const auto &s : species) known += (known.empty() ? "" : ", ") + s;
@@ -166,6 +167,9 @@ void PairMLAL::load_model(const std::string &path, const std::vector<std::string
 
 void PairMLAL::init_style()
 {
+  if (!model_loaded && !restart_missing.empty())
+    error->all(FLERR, "pair_style mlal: the model file {} named in the restart file is missing; "
+               "give pair_coeff * * model.pt El ... after read_restart", restart_missing);
   if (!model_loaded) error->all(FLERR, "pair_style mlal: no model loaded; use pair_coeff * * model.pt ...");
   if (strcmp(update->unit_style, "metal") != 0)
     error->all(FLERR, "pair_style mlal requires 'units metal' (eV, Angstrom), not '{}'",
@@ -491,9 +495,16 @@ void PairMLAL::read_restart(FILE *fp)
   MPI_Bcast(&exists, 1, MPI_INT, 0, world);
   if (exists) {
     load_model(path, elements);
-  } else if (comm->me == 0) {
-    error->warning(FLERR, "pair_style mlal: model file '{}' named in the restart file is not "
-                   "there; give pair_coeff * * model.pt ... again before the next run", path);
+  } else {
+    // keep the element map so init reaches init_style() and its clear message
+    restart_missing = path.empty() ? std::string("(none)") : path;
+    for (int t = 1; t <= atom->ntypes; t++) type_element[t] = elements[t];
+    for (int i = 1; i <= atom->ntypes; i++)
+      for (int j = 1; j <= atom->ntypes; j++)
+        setflag[i][j] = (elements[i] != "NULL" && elements[j] != "NULL") ? 1 : 0;
+    if (comm->me == 0)
+      error->warning(FLERR, "pair_style mlal: model file '{}' named in the restart file is not "
+                     "there; give pair_coeff * * model.pt ... before the next run", path);
   }
 }
 

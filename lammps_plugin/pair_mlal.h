@@ -64,6 +64,7 @@ class PairMLAL : public Pair {
  protected:
   mlal::MlalModel mdl;
   bool model_loaded;
+  std::string restart_missing;    // model path from a restart file that could not be read
   std::vector<std::string> type_element;    // [ntypes+1]: element name or "NULL"
   int *map;                                 // [ntypes+1]: model species index or -1
   double cut, cutsq_model;
