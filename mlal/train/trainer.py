@@ -495,7 +495,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
                 with torch.no_grad():
                     for e, p in zip(ema, params):
                         e.mul_(d).add_(p.detach(), alpha=1.0 - d)
-            tot += float(loss.detach()) / K
+            tot += float(loss.detach())
             nb += 1
             if cfg.max_time is not None and elapsed0 + time.time() - t_start >= cfg.max_time:
                 timed_out = True
