@@ -9,6 +9,8 @@ exists a small model is trained on examples/data first (about a minute).
 import sys
 from pathlib import Path
 
+import warnings
+
 import numpy as np
 import torch
 from ase.build import bulk
@@ -19,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ase_calculators.mlal import MlalCalculator  # noqa: E402
 
 torch.set_num_threads(1)
+warnings.filterwarnings("ignore", message="logm result may be inaccurate")
 ROOT = Path(__file__).resolve().parents[1]
 
 
