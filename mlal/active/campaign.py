@@ -283,8 +283,12 @@ class Campaign:
         out = self.store.model_dir(version)
         init = self.state.get("checkpoint") if version > 0 else None
         t0 = time.time()
-        self.log("train_start", version=version, n_structures=len(data), init=init)
-        res = train(data, tc, out, init=init, progress=False)
+        import inspect
+        kw = {}
+        if "resume" in inspect.signature(train).parameters and (out / "checkpoint.pt").exists():
+            kw["resume"] = True          # a training interrupted by a kill goes on where it was
+        self.log("train_start", version=version, n_structures=len(data), init=init, **kw)
+        res = train(data, tc, out, init=init, progress=False, **kw)
         errs = force_errors(res.model_path, self._validation_items())
         metrics = {k: v for k, v in dict(res.metrics or {}).items() if isinstance(v, (int, float, str, bool))}
         rec = {"version": version, "model_path": str(res.model_path), "checkpoint": str(res.checkpoint),
@@ -554,8 +558,6 @@ class Campaign:
             "validation": models[-1]["validation"] if models else {},
             "stop_reason": st.get("stop_reason"),
         }
-        if st.get("md") and self.store.thermo():
-            summary["step_reached"] = max(r["step"] for r in self.store.thermo())
         if self.cfg["report"]:
             try:
                 summary["report"] = str(write_report(self.store))

@@ -274,3 +274,10 @@ def _check_training(d: Dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}.{k}: unknown training setting{hint}; TrainConfig has {', '.join(names)}")
     if "species" in d:
         raise ConfigError(f"{where}.species: set the species once at the top level of the file")
+    try:                                   # value checks of the trainer itself
+        from ..train import TrainConfig  # type: ignore
+        TrainConfig(**d)
+    except (TypeError, ValueError) as exc:
+        msg = str(exc)
+        key = next((k for k in d if repr(k) in msg or f"{k}:" in msg or f"{k} " in msg), None)
+        raise ConfigError(f"{where}{'.' + key if key else ''}: {msg}") from None

@@ -180,7 +180,7 @@ class LammpsDriver:
     def _thermo_keys(self) -> List[str]:
         keys = ["step", "time", "temp", "pe", "etotal", "press", "vol"]
         if self.backend == "plugin":
-            keys += ["f_mlal_x[1]", "f_mlal_x[2]", "f_mlal_x[4]"]
+            keys += ["f_mlal_x[5]", "f_mlal_x[6]", "f_mlal_x[4]"]    # last check's γ, σ; stopped
         return keys
 
     def _potential(self) -> None:
@@ -308,8 +308,8 @@ class LammpsDriver:
                "vol": float(th.get("Volume", np.nan)), "model_version": self.model_version}
         row["time"] = float(th.get("Time", np.nan))
         if self.backend == "plugin":
-            row["gamma_max"] = float(th.get("f_mlal_x[1]", 0.0))
-            row["sigma_max"] = float(th.get("f_mlal_x[2]", 0.0))
+            row["gamma_max"] = float(th.get("f_mlal_x[5]", 0.0))
+            row["sigma_max"] = float(th.get("f_mlal_x[6]", 0.0))
             row["stopped"] = bool(th.get("f_mlal_x[4]", 0.0))
             self._last = {"step": row["step"], "gamma_max": row["gamma_max"], "sigma_max": row["sigma_max"]}
         else:

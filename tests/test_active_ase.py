@@ -1,0 +1,125 @@
+"""The ASE twin: MlalCalculator raises on γ > break, the driver labels, retrains, continues
+from the same atoms and velocities; oracle failures are recorded and skipped."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+from ase.calculators.emt import EMT
+
+from mlal.active.ase_driver import AseDriver
+from mlal.active.campaign import Campaign
+
+TINY = {"epochs": 4, "n_members": 2, "latent": 8, "hidden": 8, "channels": [4, 2, 2, 1], "n_basis": 4,
+        "valid_fraction": 0.0, "ema_decay": 0.0, "cutoff": 4.5}
+
+SCRIPT = textwrap.dedent('''
+    import numpy as np
+    from ase.build import bulk
+    from ase.md.verlet import VelocityVerlet
+    from ase import units
+
+    def make_atoms():
+        a = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 1)
+        a.set_momenta(np.random.default_rng(1).normal(size=(len(a), 3)) * np.sqrt(1500 * units.kB * a.get_masses()[:, None]))
+        return a
+
+    def make_dynamics(atoms):
+        return VelocityVerlet(atoms, 2 * units.fs)
+''')
+
+
+class FlakyEMT(EMT):
+    """EMT that fails on about one configuration in three (deterministically)."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        if int(abs(atoms.positions.sum()) * 1000) % 3 == 0:
+            raise RuntimeError("SCF did not converge (simulated)")
+        super().calculate(atoms, properties, system_changes)
+
+
+def flaky_emt():
+    return FlakyEMT()
+
+
+def campaign_cfg(tmp_path, **over):
+    (tmp_path / "md.py").write_text(SCRIPT)
+    cfg = {"species": ["Cu"], "engine": "ase", "workdir": str(tmp_path / "camp"), "progress": False,
+           "oracle": {"type": "emt", "executor": "serial"},
+           "initial": {"random": {"n": 3, "rattle": 0.05}},
+           "validation": {"random": {"n": 2, "rattle": 0.2, "supercell": [2, 1, 1]}},
+           "ase": {"script": str(tmp_path / "md.py"), "steps": 40, "check_every": 4, "thermo_every": 4,
+                   "checkpoint_every": 20},
+           "selection": {"gamma_select": 1.2, "gamma_break": 2.0, "batch_size": 2},
+           "training": dict(TINY), "retraining": {"epochs": 2}, "budget": {"max_iterations": 30}}
+    cfg.update(over)
+    return cfg
+
+
+def test_ase_driver_continues_from_the_same_state(tmp_path):
+    from mlal.testing import random_model
+    model = random_model(tmp_path / "cu.pt", species=["Cu"], n_members=2)
+    # an untrained model: gentle MD (300 K, 0.2 fs) so that atoms stay apart
+    (tmp_path / "md.py").write_text(SCRIPT.replace("1500", "300").replace("2 * units.fs", "0.2 * units.fs"))
+    d = AseDriver(model, ["Cu"], tmp_path / "md.py", total_steps=30, check_every=2, gamma_select=1.0,
+                  gamma_break=1e9)
+    d.start()
+    p = d.advance()
+    assert p.reason == "done" and d.step == 30 and p.candidates        # γ > 1: all checks are candidates
+    ref_pos = d.atoms.positions.copy()
+    # same run with a break after the 10th step: the driver goes back to step 10 exactly
+    d2 = AseDriver(model, ["Cu"], tmp_path / "md.py", total_steps=30, check_every=2, gamma_select=1e8,
+                   gamma_break=1e9)
+    d2.start()
+    d2.advance(until=10)
+    pos10, mom10 = d2.atoms.positions.copy(), d2.atoms.get_momenta().copy()
+    d2.gamma_break = 0.5                                                 # any γ breaks now
+    p = d2.advance()
+    assert p.reason == "break" and p.step == 10 and len(p.candidates) == 1
+    assert p.candidates[0].info["step"] == 11
+    assert not np.allclose(p.candidates[0].positions, pos10)             # the extrapolative configuration
+    np.testing.assert_array_equal(d2.atoms.positions, pos10)             # ...but the MD is back at step 10
+    np.testing.assert_array_equal(d2.atoms.get_momenta(), mom10)
+    d2.gamma_break = 1e9
+    d2.set_model(model)                                                  # "retrained" (same model)
+    d2.advance()
+    assert d2.step == 30
+    np.testing.assert_allclose(d2.atoms.positions, ref_pos, atol=1e-10)  # identical trajectory
+
+
+def test_ase_campaign_learns_and_finishes(tmp_path):
+    summary = Campaign(campaign_cfg(tmp_path)).run()
+    assert summary["step_reached"] == 40
+    assert summary["iterations"] >= 1 and summary["labels"]["otf"] >= 1
+    assert summary["oracle_calls"]["initial"] == 3
+    camp = tmp_path / "camp"
+    journal = [json.loads(line) for line in open(camp / "journal.jsonl")]
+    events = [r["event"] for r in journal]
+    for e in ("start", "model", "pause", "decision", "oracle_call", "md_done", "done"):
+        assert e in events, e
+    models = [r for r in journal if r["event"] == "model"]
+    assert [m["version"] for m in models] == list(range(len(models)))
+    assert all(m["validation"]["force_rmse"] > 0 for m in models)
+    assert (camp / "report.png").stat().st_size > 1000 and (camp / "model.pt").exists()
+    steps = [r["step"] for r in map(json.loads, open(camp / "thermo.jsonl")) if r.get("event") != "break"]
+    assert steps == sorted(set(steps)) and steps[-1] == 40
+
+
+def test_oracle_failures_are_recorded_and_skipped(tmp_path):
+    cfg = campaign_cfg(tmp_path, oracle={"type": "python", "factory": "test_active_ase:flaky_emt",
+                                         "executor": "serial"})
+    cfg["initial"]["random"]["n"] = 6
+    summary = Campaign(cfg).run()
+    camp = tmp_path / "camp"
+    journal = [json.loads(line) for line in open(camp / "journal.jsonl")]
+    calls = [r for r in journal if r["event"] == "oracle_call"]
+    failed = [r for r in calls if not r["ok"]]
+    assert failed and all("SCF did not converge" in r["error"] for r in failed)
+    from mlal.active.store import CampaignStore
+    uids = CampaignStore(camp).label_uids()
+    assert not uids & {r["uid"] for r in failed}                        # never used
+    assert {r["uid"] for r in calls if r["ok"]} <= uids
+    assert summary["oracle_failures"] == len(failed)
+    assert summary["step_reached"] == 40

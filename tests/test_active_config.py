@@ -1,0 +1,90 @@
+"""Campaign files: bad keys and values give errors that name the key."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from mlal.active.config import ConfigError, load_config
+
+GOOD = {
+    "species": ["Cu"],
+    "engine": "lammps",
+    "oracle": {"type": "emt"},
+    "initial": {"random": {"n": 2}},
+    "lammps": {"system": "units metal\natom_style atomic", "dynamics": "timestep 0.001", "steps": 10},
+}
+
+
+def bad(**changes):
+    cfg = copy.deepcopy(GOOD)
+    for path, value in changes.items():
+        keys = path.split("__")
+        d = cfg
+        for k in keys[:-1]:
+            d = d.setdefault(k, {})
+        if value is KeyError:
+            d.pop(keys[-1])
+        else:
+            d[keys[-1]] = value
+    return cfg
+
+
+def test_good_config_gets_defaults(tmp_path):
+    cfg = load_config(dict(GOOD, workdir=str(tmp_path / "w")))
+    assert cfg["selection"]["gamma_break"] > cfg["selection"]["gamma_select"]
+    assert cfg["lammps"]["check_every"] == 10 and cfg["budget"]["max_oracle_calls"] > 0
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"selction": {}}, "selction: unknown key (did you mean 'selection'?)"),
+    ({"species": KeyError}, "species: required key is missing"),
+    ({"species": ["Xx"]}, "species: 'Xx' is not a chemical element"),
+    ({"oracle__type": "dft"}, "oracle.type"),
+    ({"oracle__pair_style": "sw"}, "oracle.pair_style: unknown key for oracle type 'emt'"),
+    ({"oracle__workers": 0}, "oracle.workers"),
+    ({"oracle__timeout": -1}, "oracle.timeout"),
+    ({"lammps__steps": "many"}, "lammps.steps: must be an integer"),
+    ({"lammps__steps": 0}, "lammps.steps: must be > 0"),
+    ({"lammps__system": "units real"}, "lammps.system: must contain `units metal`"),
+    ({"lammps__dynamic": "x"}, "lammps.dynamic: unknown key (did you mean 'dynamics'?)"),
+    ({"lammps": KeyError}, "lammps: required section"),
+    ({"selection": {"gamma_select": 3.0, "gamma_break": 2.0}}, "selection.gamma_break: must be > selection.gamma_select"),
+    ({"selection": {"gamma_select": 0.5}}, "selection.gamma_select: must be >= 1"),
+    ({"selection": {"method": "random"}}, "selection.method"),
+    ({"selection": {"method": "sigma"}}, "selection.sigma_select: required"),
+    ({"selection": {"cluster": {"mode": "cube"}}}, "selection.cluster.mode"),
+    ({"initial": {}}, "initial: give 'structures'"),
+    ({"initial": {"structures": "no_such_file.xyz"}}, "initial.structures: no such file"),
+    ({"initial": {"random": {"n": 0}}}, "initial.random.n"),
+    ({"training": {"epoch": 3}}, "training.epoch: unknown training setting (did you mean 'epochs'?)"),
+    ({"retraining": {"cutoff": -1.0}}, "retraining.cutoff"),
+    ({"training": {"species": ["Cu"]}}, "training.species"),
+    ({"budget": {"max_oracle_calls": -2}}, "budget.max_oracle_calls"),
+    ({"engine": "gromacs"}, "engine"),
+])
+def test_bad_config_names_the_key(changes, key, tmp_path):
+    cfg = bad(**changes)
+    cfg["workdir"] = str(tmp_path / "w")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert key in str(e.value), str(e.value)
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("species: [Cu\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_cli_reports_config_error(tmp_path, capsys):
+    from mlal.cli import main
+    p = tmp_path / "c.yaml"
+    p.write_text("species: [Cu]\noracle: {type: emt}\ninitial: {random: {n: 2}}\nengine: ase\n"
+                 "ase: {script: nope.py, steps: 5}\n")
+    assert main(["learn", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "ase.script: no such file" in err
