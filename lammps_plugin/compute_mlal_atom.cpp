@@ -20,10 +20,10 @@ ComputeMLALAtom::ComputeMLALAtom(LAMMPS *lmp, int narg, char **arg) :
   peratom_flag = 1;
   size_peratom_cols = 3;
   vector_flag = 1;
-  size_vector = 3;
+  size_vector = 4;
   extvector = 0;
   timeflag = 1;    // keep the list of steps we will be invoked on (matchstep)
-  vec[0] = vec[1] = vec[2] = 0.0;
+  vec[0] = vec[1] = vec[2] = vec[3] = 0.0;
 }
 
 ComputeMLALAtom::~ComputeMLALAtom()
@@ -48,23 +48,11 @@ void ComputeMLALAtom::init()
   pair->add_requester(this);
 }
 
-static void check_current(LAMMPS *lmp, PairMLAL *pair)
-{
-  if (pair->uncertainty_step() != lmp->update->ntimestep)
-    lmp->error->all(FLERR,
-                    "compute mlal/atom: gamma/sigma were not evaluated on step {} (the last force "
-                    "evaluation with uncertainty was on step {}). Use it only on output steps, or "
-                    "use pair_style mlal uncertainty always",
-                    lmp->update->ntimestep, pair->uncertainty_step());
-  if (pair->uncertainty_nlocal() != lmp->atom->nlocal)
-    lmp->error->one(FLERR, "compute mlal/atom: atoms changed since the last force evaluation");
-}
-
 void ComputeMLALAtom::compute_peratom()
 {
   invoked_peratom = update->ntimestep;
   PairMLAL *pair = current_pair();
-  check_current(lmp, pair);
+  pair->ensure_uncertainty("compute mlal/atom");
   if (atom->nmax > nmax) {
     memory->destroy(values);
     nmax = atom->nmax;
@@ -86,7 +74,7 @@ void ComputeMLALAtom::compute_vector()
 {
   invoked_vector = update->ntimestep;
   PairMLAL *pair = current_pair();
-  check_current(lmp, pair);
+  pair->ensure_uncertainty("compute mlal/atom");
   int nlocal = atom->nlocal;
   int *mask = atom->mask;
   const double *g = pair->atom_gamma(), *s = pair->atom_sigma();
@@ -100,6 +88,7 @@ void ComputeMLALAtom::compute_vector()
   vec[0] = global[0];
   vec[1] = global[1];
   vec[2] = pair->energy_sigma();
+  vec[3] = (double) pair->uncertainty_count();
   vector = vec;
 }
 

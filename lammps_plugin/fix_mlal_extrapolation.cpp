@@ -131,8 +131,7 @@ void FixMLALExtrapolation::post_run()
 void FixMLALExtrapolation::check()
 {
   PairMLAL *pair = current_pair();
-  if (pair->uncertainty_step() != update->ntimestep || pair->uncertainty_nlocal() != atom->nlocal)
-    error->all(FLERR, "fix mlal/extrapolation: gamma was not evaluated on step {}", update->ntimestep);
+  pair->ensure_uncertainty("fix mlal/extrapolation");
   const double *g = pair->atom_gamma(), *s = pair->atom_sigma();
   double local[2] = {0.0, 0.0}, global[2];
   for (int i = 0; i < atom->nlocal; i++)

@@ -21,6 +21,7 @@
 
 #include "atom.h"
 #include "comm.h"
+#include "domain.h"
 #include "error.h"
 #include "force.h"
 #include "memory.h"
@@ -50,7 +51,7 @@ PairMLAL::PairMLAL(LAMMPS *lmp) : Pair(lmp)
   cut = cutsq_model = 0.0;
   nthreads = 1;
   unc_mode = UNC_YES;
-  unc_step = -1;
+  unc_step = force_step = -1;
   gmax_all = smax_all = esigma_all = 0.0;
   comm_mode = COMM_F;
   comm_reverse = comm_reverse_off = 9;
@@ -315,6 +316,50 @@ void PairMLAL::compute(int eflag, int vflag)
     comm->reverse_comm(this, vflag_atom ? 9 : 3);
   }
   if (unc) compute_uncertainty(nlocal, nall);
+  force_step = update->ntimestep;
+  force_nlocal = nlocal;
+  snapshot(force_x);
+}
+
+/* local positions and box, to tell whether atoms moved since the last force call */
+
+void PairMLAL::snapshot(std::vector<double> &buf)
+{
+  int nlocal = atom->nlocal;
+  buf.resize(3 * (size_t) nlocal + 9);
+  if (nlocal) memcpy(buf.data(), atom->x[0], 3 * sizeof(double) * nlocal);
+  double *b = &buf[3 * (size_t) nlocal];
+  for (int c = 0; c < 3; c++) b[c] = domain->boxlo[c];
+  for (int c = 0; c < 6; c++) b[3 + c] = domain->h[c];
+}
+
+void PairMLAL::ensure_uncertainty(const char *who)
+{
+  bigint step = update->ntimestep;
+  int nlocal = atom->nlocal;
+  // within a run, values from this step's force call are the step's values even if a
+  // fix (deform, recenter...) moved atoms afterwards, as for the potential energy
+  if (update->whichflag != 0 && unc_step == step && uncertainty_nlocal() == nlocal) return;
+  int stale = (force_step != step || force_nlocal != nlocal || !list) ? 1 : 0, any = 0;
+  if (!stale) {
+    std::vector<double> now;
+    snapshot(now);
+    stale = now != force_x ? 1 : 0;
+  }
+  MPI_Allreduce(&stale, &any, 1, MPI_INT, MPI_MAX, world);
+  if (!any && unc_step == step) return;
+  if (any)
+    error->all(FLERR, "{}: gamma/sigma are not available on step {}: no force evaluation on this "
+               "step or atoms moved since (the last one with uncertainty was on step {}); issue 'run 0' first", who, step,
+               unc_step);
+  build_edges();
+  if (nlocal > 0) try {
+      mdl.evaluate(species_buf.data(), nlocal + atom->nghost, edge_index.data(), edge_vec.data(),
+                   (int64_t) edge_i.size(), nlocal, true);
+    } catch (const std::exception &e) {
+      error->one(FLERR, "pair_style mlal: {}", e.what());
+    }
+  compute_uncertainty(nlocal, nlocal + atom->nghost);
 }
 
 /* per-member forces -> sigma_i; member energies -> energy sigma; gamma copied */
@@ -380,6 +425,7 @@ void PairMLAL::compute_uncertainty(int nlocal, int nall)
   for (int k = 0; k < K; k++) evar += (etot_all[k] - emean) * (etot_all[k] - emean);
   esigma_all = std::sqrt(evar / K);
   unc_step = update->ntimestep;
+  unc_count++;
 }
 
 /* reverse communication: ghost forces (newton off), ghost per-atom virial, member forces */

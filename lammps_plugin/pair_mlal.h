@@ -59,7 +59,13 @@ class PairMLAL : public Pair {
   double gamma_max() const { return gmax_all; }        // over all ranks
   double sigma_max() const { return smax_all; }        // over all ranks (eV/A)
   double energy_sigma() const { return esigma_all; }   // of the total energy (eV)
+  bigint uncertainty_count() const { return unc_count; }    // evaluations with uncertainty so far
   const mlal::MlalModel &model() const { return mdl; }
+  // Make gamma/sigma current for this step if no force evaluation with uncertainty
+  // happened on it (e.g. compute invoked from Python after a run): a second, force-free
+  // model evaluation on the positions of the last force call. Errors out if the atoms
+  // may have moved since then. Collective: call on all ranks.
+  void ensure_uncertainty(const char *who);
 
  protected:
   mlal::MlalModel mdl;
@@ -71,7 +77,10 @@ class PairMLAL : public Pair {
   int nthreads, unc_mode;
 
   std::vector<Requester *> requesters;
-  bigint unc_step;
+  bigint unc_step, force_step;    // last step with uncertainty / with any force call
+  int force_nlocal = -1;
+  bigint unc_count = 0;
+  std::vector<double> force_x;    // local positions and box of the last force call
   std::vector<double> gamma_atom, sigma_atom, esigma_atom;
   double gmax_all, smax_all, esigma_all;
 
@@ -88,6 +97,7 @@ class PairMLAL : public Pair {
   bool uncertainty_wanted(bigint ntimestep);
   void build_edges();
   void compute_uncertainty(int nlocal, int nall);
+  void snapshot(std::vector<double> &);
 };
 
 }    // namespace LAMMPS_NS

@@ -232,3 +232,82 @@ minimize 0 0 100 1000
     assert lmp.extract_fix("al", 0, 1, 3) == 1.0
     assert lmp.extract_fix("al", 0, 0) > 10
     assert lmp.extract_global("ntimestep") <= 1
+
+
+def test_compute_feeds_reduce_dump_variable_halt_and_python(lmp, models, tmp_path):
+    lmp.commands_string(BOX + f"""pair_style mlal
+pair_coeff * * {models['a']} Mo
+compute g all mlal/atom
+compute gmax all reduce max c_g[1]
+variable hot atom c_g[1]>3.0
+compute nhot all reduce sum v_hot
+variable gm equal c_gmax
+dump d all custom 10 g.dump id c_g[1] c_g[2] c_g[3]
+dump_modify d sort id format float %.17g
+{COMPRESS}fix stop all halt 10 v_gm > 10.0 error continue
+thermo_style custom step pe c_gmax c_nhot
+thermo 10
+run 100
+""")
+    assert lmp.extract_global("ntimestep") == 60    # gamma_max 7.6 at step 50, 12.9 at 60
+    frames = {}
+    lines = (tmp_path / "g.dump").read_text().splitlines()
+    for k, line in enumerate(lines):
+        if line.startswith("ITEM: TIMESTEP"):
+            step = int(lines[k + 1])
+            frames[step] = np.array([[float(v) for v in row.split()] for row in lines[k + 9:k + 9 + 54]])
+    assert sorted(frames) == [0, 10, 20, 30, 40, 50, 60]
+    last = lmp.last_thermo()
+    assert last["c_gmax"] == pytest.approx(frames[60][:, 1].max(), rel=1e-12) and last["c_gmax"] > 10
+    assert last["c_nhot"] == (frames[60][:, 1] > 3.0).sum()
+    assert np.all(frames[60][:, 2] > 0) and np.all(frames[60][:, 3] > 0)
+    ids = lmp.numpy.extract_atom("id")[:54]
+    g = lmp.numpy.extract_compute("g", 1, 2)[:54][np.argsort(ids)]
+    assert np.abs(g - frames[60][:, 1:]).max() <= 1e-12 * frames[60][:, 1:].max()
+
+
+def test_compute_from_python_on_unscheduled_step(lmp, models):
+    """Nothing asked for gamma at the last step: the compute evaluates it on demand, correctly."""
+    from ase import Atoms
+    from ase_calculators.mlal import MlalCalculator
+    lmp.commands_string(BOX + f"""pair_style mlal
+pair_coeff * * {models['a']} Mo
+compute g all mlal/atom
+velocity all create 1500 3 loop geom
+fix nve all nve
+thermo_style custom step pe
+run 7
+""")
+    ids = lmp.numpy.extract_atom("id")[:54]
+    order = np.argsort(ids)
+    g = lmp.numpy.extract_compute("g", 1, 2)[:54][order].copy()
+    x = lmp.numpy.extract_atom("x")[:54][order]
+    boxlo, boxhi = lmp.extract_box()[:2]
+    atoms = Atoms("Mo54", positions=x, cell=np.diag(np.subtract(boxhi, boxlo)), pbc=True)
+    atoms.calc = MlalCalculator(str(models["a"]))
+    atoms.get_potential_energy()
+    assert np.abs(g[:, 0] - atoms.calc.results["gamma"]).max() <= 1e-8 * atoms.calc.results["gamma_max"]
+    assert np.abs(g[:, 1] - atoms.calc.results["sigma"]).max() <= 1e-8 * atoms.calc.results["sigma"].max()
+    # after the atoms moved without a force call it refuses instead of answering wrongly
+    lmp.commands_string("displace_atoms all move 0.1 0 0\ncompute g2 all mlal/atom\n")
+    with pytest.raises(Exception, match="issue 'run 0' first"):
+        lmp.numpy.extract_compute("g2", 1, 2)
+
+
+def test_uncertainty_only_on_requested_steps(lmp, models, tmp_path):
+    """c_g[4] counts force evaluations that included gamma/sigma. (LAMMPS schedules every
+    compute that tracks its invocation steps on thermo steps, used by thermo or not.)"""
+    lmp.commands_string(BOX + f"""pair_style mlal
+pair_coeff * * {models['a']} Mo
+compute g all mlal/atom
+velocity all create 300 1 loop geom
+fix nve all nve
+thermo_style custom step pe c_g[1] c_g[4]
+thermo 10
+run 100
+""")
+    assert lmp.last_thermo()["c_g[4]"] == 11          # steps 0, 10, ..., 100; not 101
+    lmp.commands_string("fix al all mlal/extrapolation 25 break 1e9\nrun 100\n")
+    assert lmp.last_thermo()["c_g[4]"] == 11 + 11 + 2  # + 125 and 175 for the fix
+    lmp.commands_string("unfix al\nthermo 50\nrun 100\n")
+    assert lmp.last_thermo()["c_g[4]"] == 24 + 3       # 200 (setup), 250, 300
