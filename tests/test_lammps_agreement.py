@@ -133,3 +133,17 @@ def test_uncertainty_off_same_forces(models, tmp_path):
     assert abs(on["energy"] - off["energy"]) <= 1e-12 * abs(on["energy"])
     assert np.abs(on["forces"] - off["forces"]).max() <= 1e-12
     assert "gamma" not in off
+
+
+def test_float32_model(tmp_path):
+    """A float32 export runs in LAMMPS and agrees with ASE to float32 round-off."""
+    require_plugin()
+    model = random_model(tmp_path / "mo32.pt", species=["Mo"], n_members=3, dtype="float32")
+    atoms, types, elements = mo_triclinic()
+    ref = _reference(atoms, model)
+    got = lammps_single_point(atoms, model, elements, workdir=tmp_path)
+    _close(got["energy"], ref["energy"], 1e-6, "energy")
+    _close(got["forces"], ref["forces"], 1e-4, "forces (eV/Å)", rel=False)
+    _close(got["stress"], ref["stress"], 1e-4, "stress")
+    _close(got["gamma"], ref["gamma"], 1e-4, "gamma")
+    _close(got["sigma"], ref["sigma"], 1e-4, "sigma")
