@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(ROOT / "benchmarks" / "models" / "Mo" / "model.pt"))
     p.add_argument("--repeat", type=int, default=20, help="bcc cells per direction (2·n³ atoms)")
-    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     args = p.parse_args(argv)
