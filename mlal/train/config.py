@@ -41,13 +41,13 @@ class TrainConfig:
     species: List[str] = field(default_factory=list)
     cutoff: float = 5.0
     n_members: int = 5
-    n_basis: int = 8
-    channels: List[int] = field(default_factory=lambda: [12, 6, 6, 3])
-    latent: int = 48
-    hidden: int = 32
-    epochs: int = 300
+    n_basis: int = 10
+    channels: List[int] = field(default_factory=lambda: [16, 8, 8, 4])
+    latent: int = 64
+    hidden: int = 64
+    epochs: int = 200
     batch_size: int = 4
-    lr: float = 1e-2
+    lr: float = 3e-3
     lr_schedule: str = "cosine"
     lr_min_factor: float = 0.01
     lr_factor: float = 0.5
