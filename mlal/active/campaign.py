@@ -76,6 +76,13 @@ def force_errors(model_path, items) -> Dict[str, float]:
             "energy_mae_per_atom": float(np.mean(np.abs(de))), "n_frames": len(items)}
 
 
+def _ase_serial() -> None:
+    """Make ASE per-process: with mpi4py loaded, ASE's file I/O would otherwise
+    broadcast over COMM_WORLD from whichever rank reads (only rank 0 does here)."""
+    import ase.parallel
+    ase.parallel.world = ase.parallel.DummyMPI()
+
+
 class _Progress:
     """Progress lines (and a tqdm bar on a terminal): iteration, labels, max γ, steps."""
 
@@ -132,6 +139,8 @@ class Campaign:
             self.cfg["workdir"] = str(Path(workdir).resolve())
         self.comm = comm
         self.rank = 0 if comm is None else comm.Get_rank()
+        if comm is not None:
+            _ase_serial()
         self.root = self.rank == 0
         self.store = CampaignStore(self.cfg["workdir"]) if self.root else None
         self.executor = executor

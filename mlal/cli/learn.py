@@ -40,19 +40,30 @@ def run(args) -> int:
     if args.config and args.resume:
         print("mlal learn: error: give either CONFIG.yaml or --resume DIR, not both", file=sys.stderr)
         return 2
+    comm = None
     try:
         if args.check:
             cfg = load_config(args.config) if args.config else None
             print(f"{args.config or args.resume}: OK" + (f" (workdir {cfg['workdir']})" if cfg else ""))
             return 0
-        from ..active.campaign import Campaign, CampaignError
+        from ..active.campaign import Campaign
         comm = mpi_comm()
         progress = False if args.no_progress else None
         if args.resume:
             camp = Campaign.resume(args.resume, comm=comm, progress=progress)
         else:
             camp = Campaign(args.config, workdir=args.workdir, comm=comm, progress=progress)
-        summary = camp.run()
+        try:
+            summary = camp.run()
+        except BaseException:
+            if comm is not None and comm.Get_size() > 1:     # one failing rank must not leave the others waiting
+                import traceback
+                traceback.print_exc()
+                sys.stderr.flush()
+                comm.Abort(1)
+            raise
+        if comm is not None and comm.Get_rank() != 0:
+            return 0
     except ConfigError as exc:
         print(f"mlal learn: configuration error: {exc}", file=sys.stderr)
         return 2
