@@ -337,21 +337,23 @@ void PairMLAL::ensure_uncertainty(const char *who)
 {
   bigint step = update->ntimestep;
   int nlocal = atom->nlocal;
-  // within a run, values from this step's force call are the step's values even if a
-  // fix (deform, recenter...) moved atoms afterwards, as for the potential energy
-  if (update->whichflag != 0 && unc_step == step && uncertainty_nlocal() == nlocal) return;
-  int stale = (force_step != step || force_nlocal != nlocal || !list) ? 1 : 0, any = 0;
-  if (!stale) {
+  // every decision below is taken collectively: the caller is collective
+  int mine[2], all[2];
+  mine[0] = (unc_step == step && uncertainty_nlocal() == nlocal) ? 1 : 0;    // have this step's
+  mine[1] = (force_step == step && force_nlocal == nlocal && list) ? 1 : 0;   // atoms unmoved
+  if (mine[1]) {
     std::vector<double> now;
     snapshot(now);
-    stale = now != force_x ? 1 : 0;
+    mine[1] = now == force_x ? 1 : 0;
   }
-  MPI_Allreduce(&stale, &any, 1, MPI_INT, MPI_MAX, world);
-  if (!any && unc_step == step) return;
-  if (any)
+  MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MIN, world);
+  // within a run, values from this step's force call are the step's values even if a
+  // fix (deform, recenter...) moved atoms afterwards, as for the potential energy
+  if (all[0] && (all[1] || update->whichflag != 0)) return;
+  if (!all[1])
     error->all(FLERR, "{}: gamma/sigma are not available on step {}: no force evaluation on this "
-               "step or atoms moved since (the last one with uncertainty was on step {}); issue 'run 0' first", who, step,
-               unc_step);
+               "step or atoms moved since (last step with uncertainty: {}); issue 'run 0' first",
+               who, step, unc_step);
   build_edges();
   if (nlocal > 0) try {
       mdl.evaluate(species_buf.data(), nlocal + atom->nghost, edge_index.data(), edge_vec.data(),
