@@ -132,7 +132,7 @@ def load_config(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
     for s in species:
         if s not in atomic_numbers:
             raise ConfigError(f"species: {s!r} is not a chemical element")
-    cfg["workdir"] = str(_resolve(cfg["workdir"], base)) if cfg["workdir"] else default_workdir
+    cfg["workdir"] = str(_resolve(cfg["workdir"], base).resolve()) if cfg["workdir"] else default_workdir
     cfg["name"] = cfg["name"] or Path(cfg["workdir"]).name
     cfg["base_dir"] = str(base)
 

@@ -47,10 +47,10 @@ lammps:
   check_every: 10
   thermo_every: 100
   checkpoint_every: 1000
-selection: {gamma_select: 1.5, gamma_break: 3.0, batch_size: 4, max_candidates: 40}
-training: {epochs: 150, n_members: 4}
-retraining: {epochs: 40}
-budget: {max_oracle_calls: 400}
+selection: {gamma_select: 1.3, gamma_break: 2.5, batch_size: 4, max_candidates: 40}
+training: {epochs: 200, n_members: 4, valid_fraction: 0.0, max_time: 45, lr: 0.01}
+retraining: {epochs: 60, max_time: 20, lr: 0.005, warmup_epochs: 0}
+budget: {max_oracle_calls: 400, max_wall_time: 780}
 """
 
 
