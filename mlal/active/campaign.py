@@ -98,6 +98,7 @@ class _Progress:
         self._last_step = initial
 
     def row(self, row: Dict[str, Any]) -> None:
+        self.gmax = max(getattr(self, "gmax", 0.0), float(row.get("gamma_max", 0.0)))
         if not self.enabled:
             return
         if self.bar is not None:
@@ -105,6 +106,13 @@ class _Progress:
             self.bar.set_postfix(it=self.info.get("iteration", 0), labels=self.info.get("labels", 0),
                                  gmax=f"{row.get('gamma_max', 0):.2f}", T=f"{row.get('temp', 0):.0f}")
         self._last_step = row["step"]
+
+    def status(self, step: int, what: str = "") -> None:
+        """One progress line: steps simulated vs requested, iteration, labels, max γ since the last line."""
+        self.line(f"step {step}/{self.total} ({100.0 * step / max(1, self.total):.0f}%), "
+                  f"iteration {self.info.get('iteration', 0)}, otf labels {self.info.get('labels', 0)}, "
+                  f"max γ {getattr(self, 'gmax', 0.0):.2f}{'; ' + what if what else ''}")
+        self.gmax = 0.0
 
     def line(self, text: str) -> None:
         if not self.enabled:
@@ -363,7 +371,7 @@ class Campaign:
         stop_after = stop_after or {}
         eng = cfg["engine"]
         total = cfg[eng]["steps"]
-        progress = _Progress(self.show_progress, total)
+        progress = self._progress = _Progress(self.show_progress, total)
         try:
             if self.root:
                 self.state = self.store.load_state() or {}
@@ -505,6 +513,8 @@ class Campaign:
             self.save_state()
             self.log("pause", iteration=it, reason=pause.reason, step=pause.step, gamma_max=pause.gamma_max,
                      sigma_max=pause.sigma_max, candidates=len(pending))
+            self._progress.status(pause.step, f"pause ({pause.reason}, γ {pause.gamma_max:.2f}): "
+                                  f"{len(pending)} candidates")
             pending.clear()
             return
         atomic_write_extxyz(md / "pending.extxyz", pending)
@@ -518,6 +528,7 @@ class Campaign:
         self.save_state()
         self.log("decision", what=plan["decision"], reason=pause.reason, step=pause.step,
                  gamma_max=pause.gamma_max, pending=len(pending), stop_reason=plan["stop_reason"])
+        self._progress.status(d.step, f"{len(pending)} candidates pending")
         if plan["stop_reason"]:
             self.log("checkpoint", step=d.step, pending=len(pending))
 
@@ -537,9 +548,8 @@ class Campaign:
         counts = self._label(items, "otf", it, progress)
         n_labels = self.store.count_labels(kind="otf")
         progress.info.update(iteration=it, labels=n_labels)
-        progress.line(f"iteration {it}: step {st['md']['step']}, {len(cands)} candidates, "
-                      f"{len(items)} chosen, {counts['ok']} labelled, {counts['failed']} failed; "
-                      f"otf labels {n_labels}")
+        progress.line(f"iteration {it}: {len(items)} of {len(cands)} candidates chosen, "
+                      f"{counts['ok']} labelled, {counts['failed']} failed; otf labels {n_labels}")
         if counts["ok"] + counts["already"] > 0 or not Path(st["model_path"]).exists():
             rec = self._train(it, progress)
             st.update(model_version=it, model_path=rec["model_path"], checkpoint=rec["checkpoint"])
