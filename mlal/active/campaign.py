@@ -283,13 +283,19 @@ class Campaign:
     def _validation_items(self):
         return self.store.labels("validation") + self.store.labels("validation_md")
 
-    def _train(self, version: int, progress: _Progress) -> Dict[str, Any]:
-        """Train model ``version`` on every training label (warm start from version-1)."""
+    def _train(self, version: int, progress: _Progress, final: bool = False) -> Dict[str, Any]:
+        """Train model ``version`` on every training label (warm start from version-1).
+
+        Settings: ``training``, updated by ``retraining`` for versions > 0, and by
+        ``final_training`` for the last one (after the MD, ``final=True``).
+        """
         TrainConfig, train = trainer()
         cfg = self.cfg
         settings = dict(cfg["training"])
         if version > 0:
             settings.update(cfg["retraining"])
+        if final:
+            settings.update(cfg["final_training"] or {})
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         if "species" in fields:
             settings["species"] = list(cfg["species"])
@@ -397,6 +403,15 @@ class Campaign:
             self.state = self.bcast(self.state)
             if self.state["phase"] != "done":
                 self._loop(progress, stop_after)
+            st = self.state
+            if (self.root and st["phase"] == "done" and cfg["final_training"] and not st.get("final_trained")
+                    and not stop_after):
+                progress.line("final training on all labels (final_training settings)")
+                v = st["model_version"] + 1
+                rec = self._train(v, progress, final=True)
+                st.update(model_version=v, model_path=rec["model_path"], checkpoint=rec["checkpoint"],
+                          final_trained=True)
+                self.save_state()
             summary = self.finish(progress) if self.root and self.state["phase"] == "done" else None
             return self.bcast(summary) or {}
         finally:

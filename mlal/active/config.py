@@ -30,7 +30,7 @@ SCHEMA: Dict[str, Dict[str, Any]] = {
         "seed": (int, 0, False), "engine": (str, "lammps", False), "oracle": (dict, None, True),
         "initial": (dict, None, True), "validation": (dict, None, False), "lammps": (dict, None, False),
         "ase": (dict, None, False), "selection": (dict, {}, False), "training": (dict, {}, False),
-        "retraining": (dict, {}, False), "budget": (dict, {}, False), "report": (bool, True, False),
+        "retraining": (dict, {}, False), "final_training": (dict, None, False), "budget": (dict, {}, False), "report": (bool, True, False),
         "progress": (bool, True, False),
     },
     "initial": {"structures": ((str, list), None, False), "random": (dict, None, False)},
@@ -218,8 +218,9 @@ def load_config(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
             raise ConfigError(f"selection.cluster.mode: must be 'sphere' or 'periodic', got {sel['cluster']['mode']!r}")
 
     # training: checked against the trainer's TrainConfig fields when it is importable
-    for sec in ("training", "retraining"):
-        _check_training(cfg[sec], sec)
+    for sec in ("training", "retraining", "final_training"):
+        if cfg[sec] is not None:
+            _check_training(cfg[sec], sec)
     cfg["budget"] = _check_section(cfg["budget"], "budget", "budget")
     for k in ("max_oracle_calls", "max_iterations", "max_wall_time"):
         _positive(cfg, "budget", k, allow_zero=(k != "max_wall_time"))

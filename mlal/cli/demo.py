@@ -49,8 +49,9 @@ lammps:
   checkpoint_every: 1000
 selection: {gamma_select: 1.3, gamma_break: 2.5, batch_size: 4, max_candidates: 40}
 training: {epochs: 200, n_members: 4, valid_fraction: 0.0, max_time: 45, lr: 0.01}
-retraining: {epochs: 60, max_time: 20, lr: 0.005, warmup_epochs: 0}
-budget: {max_oracle_calls: 400, max_wall_time: 780}
+retraining: {epochs: 40, max_time: 10, lr: 0.005, warmup_epochs: 0}
+final_training: {epochs: 400, max_time: 60}
+budget: {max_oracle_calls: 400, max_wall_time: 720}
 """
 
 
@@ -86,7 +87,8 @@ def run(args) -> int:
     oc = s["oracle_calls"]
     print()
     print(f"mlal demo: Si heated 300 K -> 2000 K, {s['step_reached']} of {s['steps']} MD steps, "
-          f"{s['iterations']} retrainings, wall time {dt / 60:.1f} min")
+          f"{s['iterations']} retrainings, wall time {dt / 60:.1f} min"
+          + (f" (stopped: {s['stop_reason']})" if s.get("stop_reason") else ""))
     print(f"  oracle (Stillinger-Weber) calls for training: {oc['initial'] + oc['otf']} "
           f"({oc['initial']} initial + {oc['otf']} on the fly), failures {s['oracle_failures']}")
     if v:
