@@ -598,6 +598,8 @@ class Campaign:
             except Exception as exc:  # noqa: BLE001  (a plot must not lose a finished campaign)
                 summary["report_error"] = f"{type(exc).__name__}: {exc}"
         shutil.copyfile(st["model_path"], self.store.root / "model.pt")
+        summary["labels_extxyz"] = str(self.store.root / "labels.extxyz")
+        self.store.export_extxyz(self.store.root / "labels.extxyz")       # all labels, one file (atomic)
         atomic_write_text(self.store.root / "summary.json", json.dumps(summary, indent=1))
         self.log("done", **summary)
         v = summary["validation"]
