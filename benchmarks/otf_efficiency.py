@@ -39,7 +39,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default="runs/otf_efficiency")
     ap.add_argument("--factors", default="1,2,4,8", help="uniform budgets as multiples of N_otf")
-    ap.add_argument("--train-time", type=float, default=60.0, help="seconds of training per model")
+    ap.add_argument("--train-time", type=float, default=60.0,
+                    help="seconds of training for N_otf structures; a set of B structures gets "
+                         "train_time * sqrt(B / N_otf) (larger sets need more time per epoch)")
     ap.add_argument("--epochs", type=int, default=300)
     args = ap.parse_args(argv)
     import torch
@@ -84,11 +86,12 @@ def main(argv=None) -> int:
     settings.pop("lr", None)
 
     def fit(items, name):
-        res = train(items, TrainConfig(**settings), wd / "models" / name, progress=False)
+        t = args.train_time * max(1.0, len(items) / n_otf) ** 0.5
+        res = train(items, TrainConfig(**dict(settings, max_time=t)), wd / "models" / name, progress=False)
         return force_errors(res.model_path, valid)["force_rmse"]
 
     print(f"[3/3] training: OTF labels from scratch, uniform budgets {budgets} "
-          f"({args.train_time:.0f} s each) ...", flush=True)
+          f"({args.train_time:.0f} s x sqrt(B/N_otf) each) ...", flush=True)
     otf_items = store.labels("initial") + store.labels("otf")
     e_otf = fit(otf_items, "otf_scratch")
     rows = []
