@@ -175,6 +175,20 @@ class AseDriver:
                     else:
                         self.dyn.run(fmax=getattr(self.script, "fmax", 0.01), steps=1)
                         # Optimizer.run(steps=1) counts from its own start; keep our counter explicit
+                except ValueError as exc:
+                    if "overlapping atoms" not in str(exc):
+                        raise
+                    if self.step + 1 <= self.skip_break_until:
+                        raise DriverError(f"step {self.step + 1}: {exc}, even after retraining") from None
+                    # the model pulled two atoms together within one step: treat it as a break
+                    # at the last completed step, whose configuration is what gets labelled
+                    self._restore()
+                    cand = self.snapshot()
+                    cand.info.update(overlap=str(exc))
+                    candidates.append(cand)
+                    self.thermo_rows.append({"step": self.step + 1, "gamma_max": 1e9, "sigma_max": 0.0,
+                                             "model_version": self.model_version, "event": "break"})
+                    return Pause("break", self.step, 1e9, 0.0, candidates)
                 except ExtrapolationError as exc:
                     self._last = {"gamma_max": exc.gamma_max, "sigma_max": exc.sigma_max}
                     cand = Atoms(self.atoms.get_chemical_symbols(), positions=self.atoms.positions,
