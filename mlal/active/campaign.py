@@ -428,6 +428,8 @@ class Campaign:
         self.driver = d = self._new_driver()
         md = Path(cfg["workdir"]) / "md"
         d.start(restart=st["md"]["restart"])
+        self.log("md_start", step=d.step, backend=getattr(d, "backend", "ase"), restart=st["md"]["restart"],
+                 model_version=st["model_version"], ranks=1 if self.comm is None else self.comm.Get_size())
         if self.root:
             self.store.truncate_thermo(d.step)
             progress._last_step = d.step
