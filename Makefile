@@ -10,7 +10,7 @@ PLUGIN_SRC := $(wildcard lammps_plugin/*.cpp lammps_plugin/*.h) CMakeLists.txt
 export OMP_WAIT_POLICY := PASSIVE
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup plugin test demo demo-dft bench clean
+.PHONY: setup plugin test demo demo-dft bench bench-otf clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ test: setup
 
 demo: setup
 	$(PY) -m mlal.cli demo
+
+# a real ab initio campaign (Quantum ESPRESSO from Debian); not part of CI
+demo-dft: setup
+	@command -v pw.x >/dev/null && test -f /usr/share/espresso/pseudo/Si.pz-vbc.UPF || \
+	  { apt-get update && apt-get install -y --no-install-recommends quantum-espresso quantum-espresso-data; }
+	examples/dft_si_qe/run.sh
+
+bench-otf: setup
+	$(PY) benchmarks/otf_efficiency.py
 
 bench: setup
 	$(PY) benchmarks/mlearn.py --quick
