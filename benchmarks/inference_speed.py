@@ -8,18 +8,15 @@ model is ``benchmarks/models/Mo/model.pt`` when it exists (trained by
 ``benchmarks/mlearn.py``), otherwise an untrained model of the default
 architecture (same cost).
 
-``--malloc`` also repeats every measurement after glibc malloc tuning
-(``mallopt``: mmap threshold 64 MiB, trim threshold 256 MiB, top pad 64 MiB;
-equivalent to MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=268435456
-MALLOC_TOP_PAD_=67108864), which avoids returning large buffers to the OS on
-every step.
+The calculator tunes glibc malloc once per process
+(:func:`mlal.deploy.runtime.tune_malloc`); run with ``MLAL_MALLOC_TUNING=0``
+to measure without it.
 
 The last line of the output is one JSON object.
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import sys
@@ -34,19 +31,6 @@ import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def tune_malloc() -> bool:
-    """glibc ``mallopt``: keep big allocations in the heap instead of mmap/munmap on each call."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-    ok = libc.mallopt(M_MMAP_THRESHOLD, 64 << 20)
-    ok &= libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)
-    ok &= libc.mallopt(M_TOP_PAD, 64 << 20)
-    return bool(ok)
 
 
 def make_models(path: Path, workdir: Path):
@@ -89,30 +73,23 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=str(ROOT / "benchmarks" / "models" / "Mo" / "model.pt"))
     p.add_argument("--repeat", type=int, default=10, help="cell repetitions per direction (2·n³ atoms)")
     p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--malloc", action="store_true", help="also measure after glibc malloc tuning")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     from ase.build import bulk
     atoms = bulk("Mo", "bcc", a=3.16, cubic=True).repeat((args.repeat,) * 3)
     atoms.rattle(0.03, seed=1)
     n = len(atoms)
-    results = {"n_atoms": n, "threads": torch.get_num_threads(), "steps": args.steps}
+    results = {"n_atoms": n, "threads": torch.get_num_threads(), "steps": args.steps,
+               "malloc_tuning": os.environ.get("MLAL_MALLOC_TUNING", "1") != "0"}
     with tempfile.TemporaryDirectory() as tmp:
         models, source, K = make_models(Path(args.model), Path(tmp))
         results.update({"model": source, "n_members": K})
-        passes = [("default", None)]
-        if args.malloc:
-            passes.append(("malloc_tuned", tune_malloc))
-        for label, setup in passes:
-            if setup is not None:
-                results["mallopt_ok"] = setup()
-            for dtype, path in models.items():
-                for unc in (False, True):
-                    t = time_calc(path, atoms, unc, args.steps)
-                    key = f"{label}_{dtype}_{'with' if unc else 'no'}_uncertainty_us_per_atom"
-                    results[key] = t / n * 1e6
-                    print(f"{label:13} {dtype}  uncertainty={'on ' if unc else 'off'}  "
-                          f"{t * 1e3:8.1f} ms/step  {t / n * 1e6:7.2f} µs/atom", flush=True)
+        for dtype, path in models.items():
+            for unc in (False, True):
+                t = time_calc(path, atoms, unc, args.steps)
+                results[f"{dtype}_{'with' if unc else 'no'}_uncertainty_us_per_atom"] = t / n * 1e6
+                print(f"{n} atoms  {dtype}  uncertainty={'on ' if unc else 'off'}  "
+                      f"{t * 1e3:8.1f} ms/step  {t / n * 1e6:7.2f} µs/atom", flush=True)
     print(json.dumps(results))
     return 0
 

@@ -130,3 +130,21 @@ def test_oracle_failures_are_recorded_and_skipped(tmp_path):
     assert {r["uid"] for r in calls if r["ok"]} <= uids
     assert summary["oracle_failures"] == len(failed)
     assert summary["step_reached"] == 24
+
+
+def test_large_cells_are_cut_into_clusters(tmp_path):
+    """selection.cluster: cells above max_atoms go to the oracle as a free sphere around the
+    most extrapolative atom; the campaign trains on them and finishes."""
+    cfg = campaign_cfg(tmp_path)
+    cfg["selection"]["cluster"] = {"max_atoms": 10, "radius": 3.0, "mode": "sphere"}
+    summary = Campaign(cfg).run()
+    assert summary["step_reached"] == 24 and summary["labels"]["otf"] >= 1
+    from mlal.active.store import CampaignStore
+    store = CampaignStore(tmp_path / "camp")
+    otf = store.labels("otf")
+    assert otf and len(otf) == summary["labels"]["otf"]
+    for item in otf:
+        assert not item.atoms.pbc.any()                          # a free cluster, not the 16-atom cell
+        assert 8 <= len(item.atoms) < 16                         # fcc Cu: 12 neighbours within 3 Å + centre
+        assert np.isfinite(item.forces).all() and item.stress is None
+    assert all(item.atoms.pbc.all() for item in store.labels("initial"))   # uncut periodic cells

@@ -108,16 +108,7 @@ class CampaignStore:
 
     def journal(self) -> List[Dict[str, Any]]:
         """Every complete journal record (a torn last line from a kill is skipped)."""
-        if not self.journal_path.exists():
-            return []
-        out = []
-        with open(self.journal_path) as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return out
+        return _read_jsonl(self.journal_path)
 
     def load_state(self) -> Optional[Dict[str, Any]]:
         if not self.state_path.exists():
@@ -196,16 +187,8 @@ class CampaignStore:
             os.fsync(f.fileno())
 
     def thermo(self) -> List[Dict[str, Any]]:
-        if not self.thermo_path.exists():
-            return []
-        out = []
-        with open(self.thermo_path) as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return out
+        """Every complete thermo record (a torn last line from a kill is skipped)."""
+        return _read_jsonl(self.thermo_path)
 
     def truncate_thermo(self, after_step: int) -> None:
         """Drop trajectory rows beyond ``after_step`` (they will be simulated again on resume)."""
@@ -219,3 +202,17 @@ class CampaignStore:
 
     def close(self) -> None:
         self._db = None
+
+
+def _read_jsonl(path: Path) -> List[Dict[str, Any]]:
+    """The records of a JSON-lines file; lines that do not parse (a torn write) are skipped."""
+    if not path.exists():
+        return []
+    out = []
+    with open(path) as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out

@@ -4,12 +4,14 @@ Each force call allocates tensors of a few MB to tens of MB. With glibc's
 default, dynamic mmap threshold those come fresh from the kernel on every call
 and the page faults cost more than the arithmetic. :func:`tune_malloc` raises
 the mmap and trim thresholds once per process (the LAMMPS plugin does the same
-in C++ when it is registered).
+in C++ when it is registered). ``MLAL_MALLOC_TUNING=0`` in the environment
+turns it off (for comparisons).
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
@@ -23,6 +25,8 @@ def tune_malloc(mmap_threshold: int = 64 << 20, trim_threshold: int = 256 << 20,
     global _done
     if _done:
         return True
+    if os.environ.get("MLAL_MALLOC_TUNING", "1") == "0":
+        return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
