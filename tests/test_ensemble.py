@@ -94,16 +94,18 @@ def test_gamma_large_for_foreign_environment(eager, kind):
     else:
         rng = np.random.default_rng(3)
         atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
-        atoms.positions = rng.uniform(0, 7.22, atoms.positions.shape)
-        while True:    # random positions, no pair closer than 1.9 Å
-            d = atoms.get_all_distances(mic=True) + 10 * np.eye(len(atoms))
-            i, j = np.unravel_index(np.argmin(d), d.shape)
-            if d[i, j] > 1.9:
-                break
-            atoms.positions[i] = rng.uniform(0, 7.22, 3)
+        box, placed = 7.22, []
+        while len(placed) < len(atoms):     # random sequential addition, no pair closer than 1.9 Å
+            p = rng.uniform(0, box, 3)
+            d = np.array(placed).reshape(-1, 3) - p
+            d -= box * np.round(d / box)
+            if not len(placed) or np.sqrt((d ** 2).sum(1)).min() > 1.9:
+                placed.append(p)
+        atoms.positions = np.array(placed)
+        assert (atoms.get_all_distances(mic=True) + 9 * np.eye(len(atoms))).min() > 1.9
     atoms.calc = MlalCalculator(path)
     atoms.get_potential_energy()
-    assert atoms.calc.results["gamma_max"] > 5.0
+    assert atoms.calc.results["gamma_max"] > 5.0, atoms.calc.results["gamma_max"]
 
 
 def test_export_float32_is_close(eager, tmp_path):
