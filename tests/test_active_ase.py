@@ -29,6 +29,9 @@ SCRIPT = textwrap.dedent('''
     def make_dynamics(atoms):
         return VelocityVerlet(atoms, 2 * units.fs)
 ''')
+# gentler MD for tests about something else than the MD: a tiny model trained on few labels can
+# push atoms together at 1500 K and 2 fs on some CPUs
+GENTLE = SCRIPT.replace("1500", "600").replace("2 * units.fs", "1 * units.fs")
 
 
 class FlakyEMT(EMT):
@@ -111,12 +114,8 @@ def test_ase_campaign_learns_and_finishes(tmp_path):
 
 
 def test_oracle_failures_are_recorded_and_skipped(tmp_path):
-    # gentler MD than the default script: with labels dropped by the flaky oracle the tiny model may
-    # stay poor, and a 1500 K, 2 fs run could then push atoms together on some CPUs (this test is
-    # about the failures, not about the MD)
-    gentle = SCRIPT.replace("1500", "600").replace("2 * units.fs", "1 * units.fs")
-    cfg = campaign_cfg(tmp_path, script=gentle, oracle={"type": "python", "factory": "test_active_ase:flaky_emt",
-                                         "executor": "serial"})
+    cfg = campaign_cfg(tmp_path, script=GENTLE, oracle={"type": "python", "factory": "test_active_ase:flaky_emt",
+                                                        "executor": "serial"})   # about failures, not MD
     cfg["initial"]["random"]["n"] = 6
     summary = Campaign(cfg).run()
     camp = tmp_path / "camp"
@@ -135,7 +134,7 @@ def test_oracle_failures_are_recorded_and_skipped(tmp_path):
 def test_large_cells_are_cut_into_clusters(tmp_path):
     """selection.cluster: cells above max_atoms go to the oracle as a free sphere around the
     most extrapolative atom; the campaign trains on them and finishes."""
-    cfg = campaign_cfg(tmp_path)
+    cfg = campaign_cfg(tmp_path, script=GENTLE)                # about cutting, not MD
     cfg["selection"]["cluster"] = {"max_atoms": 10, "radius": 3.0, "mode": "sphere"}
     summary = Campaign(cfg).run()
     assert summary["step_reached"] == 24 and summary["labels"]["otf"] >= 1
