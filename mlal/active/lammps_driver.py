@@ -208,6 +208,19 @@ class LammpsDriver:
         self.cmd(args + f" file {self.candidates_file}")
         self._fix_breaks = with_break
 
+    def set_check_every(self, n: int) -> None:
+        """Evaluate γ/σ every ``n`` steps from now on (the fix is re-created)."""
+        n = max(1, int(n))
+        if n == self.check_every:
+            return
+        self.check_every = n
+        if self.lmp is not None:
+            self.cmd(f"thermo {n}")               # the pause reads the last thermo output
+            if self.backend == "plugin":
+                self.cmd("unfix mlal_x")
+                self._extrapolation_fix(with_break=getattr(self, "_fix_breaks", True))
+        self._need_setup = True
+
     def _read_candidates(self) -> List[Atoms]:
         """Frames the fix appended since the last call (root rank; others get [])."""
         import ase.io
@@ -295,6 +308,9 @@ class LammpsDriver:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         self.cmd(f"write_restart {tmp}")
+        # write_restart re-partitions the atoms (pbc, exchange, borders): the next run must set up
+        # again, or it would compute forces with neighbour lists that index the old atom order
+        self._need_setup = True
         if self.rank == 0:
             os.replace(tmp, path)
         if self.comm is not None:
