@@ -32,7 +32,6 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -42,6 +41,8 @@ from ase import Atoms
 
 from .config import ConfigError, load_config
 from .labelling import Labeller, default_workers
+from .lammps_driver import DriverError
+from .progress import Progress
 from .store import CampaignStore, atomic_write_extxyz, atomic_write_text, read_extxyz
 from .structures import existing_labels, oracle_md_frames, structures_from
 
@@ -81,51 +82,6 @@ def _ase_serial() -> None:
     broadcast over COMM_WORLD from whichever rank reads (only rank 0 does here)."""
     import ase.parallel
     ase.parallel.world = ase.parallel.DummyMPI()
-
-
-class _Progress:
-    """Progress lines (and a tqdm bar on a terminal): iteration, labels, max γ, steps."""
-
-    def __init__(self, enabled: bool, total: int, initial: int = 0):
-        self.enabled = enabled
-        self.total = total
-        self.bar = None
-        self.t0 = time.time()
-        self.info: Dict[str, Any] = {}
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
-        self._last_step = initial
-
-    def row(self, row: Dict[str, Any]) -> None:
-        self.gmax = max(getattr(self, "gmax", 0.0), float(row.get("gamma_max", 0.0)))
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(max(0, row["step"] - self._last_step))
-            self.bar.set_postfix(it=self.info.get("iteration", 0), labels=self.info.get("labels", 0),
-                                 gmax=f"{row.get('gamma_max', 0):.2f}", T=f"{row.get('temp', 0):.0f}")
-        self._last_step = row["step"]
-
-    def status(self, step: int, what: str = "") -> None:
-        """One progress line: steps simulated vs requested, iteration, labels, max γ since the last line."""
-        self.line(f"step {step}/{self.total} ({100.0 * step / max(1, self.total):.0f}%), "
-                  f"iteration {self.info.get('iteration', 0)}, otf labels {self.info.get('labels', 0)}, "
-                  f"max γ {getattr(self, 'gmax', 0.0):.2f}{'; ' + what if what else ''}")
-        self.gmax = 0.0
-
-    def line(self, text: str) -> None:
-        if not self.enabled:
-            return
-        msg = f"[mlal learn {time.time() - self.t0:7.1f}s] {text}"
-        if self.bar is not None:
-            self.bar.write(msg)
-        else:
-            print(msg, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 class Campaign:
@@ -206,7 +162,7 @@ class Campaign:
                 n += 1
         return n
 
-    def _label(self, items: List[tuple], kind: str, iteration: int, progress: _Progress) -> Dict[str, int]:
+    def _label(self, items: List[tuple], kind: str, iteration: int, progress: Progress) -> Dict[str, int]:
         """Label ``[(uid, atoms)]`` not yet in the database; returns counts."""
         todo = [(uid, a) for uid, a in items if not self.store.has_label(uid)]
         done = len(items) - len(todo)
@@ -237,7 +193,7 @@ class Campaign:
         return counts
 
     # ------------------------------------------------------------------ phases
-    def _initial(self, progress: _Progress) -> None:
+    def _initial(self, progress: Progress) -> None:
         cfg = self.cfg
         frames = structures_from(cfg["initial"], cfg["species"], cfg["seed"])
         items, preset = [], 0
@@ -283,7 +239,7 @@ class Campaign:
     def _validation_items(self):
         return self.store.labels("validation") + self.store.labels("validation_md")
 
-    def _train(self, version: int, progress: _Progress, final: bool = False) -> Dict[str, Any]:
+    def _train(self, version: int, progress: Progress, final: bool = False) -> Dict[str, Any]:
         """Train model ``version`` on every training label (warm start from version-1).
 
         Settings: ``training``, updated by ``retraining`` for versions > 0, and by
@@ -377,7 +333,7 @@ class Campaign:
         stop_after = stop_after or {}
         eng = cfg["engine"]
         total = cfg[eng]["steps"]
-        progress = self._progress = _Progress(self.show_progress, total)
+        progress = self._progress = Progress(self.show_progress, total)
         try:
             if self.root:
                 self.state = self.store.load_state() or {}
@@ -421,7 +377,7 @@ class Campaign:
             if self.labeller is not None:
                 self.labeller.close()
 
-    def _loop(self, progress: _Progress, stop_after: Dict[str, int]) -> None:
+    def _loop(self, progress: Progress, stop_after: Dict[str, int]) -> None:
         cfg, st = self.cfg, self.state
         eng = cfg[cfg["engine"]]
         total = eng["steps"]
@@ -456,8 +412,23 @@ class Campaign:
             if d.step >= total:
                 break
             until = min(total, (d.step // eng["checkpoint_every"] + 1) * eng["checkpoint_every"])
-            pause = d.advance(until=until, max_candidates=max(1, cfg["selection"]["max_candidates"] - len(pending)),
-                              progress=progress.row)
+            tight = st.get("tight_until")
+            if tight is not None and d.step >= tight:
+                d.set_check_every(eng["check_every"])        # past the step that failed: normal checks again
+                st.pop("tight_until")
+            elif tight is not None:
+                d.set_check_every(1)
+                until = min(until, tight)
+            try:
+                pause = d.advance(until=until,
+                                  max_candidates=max(1, cfg["selection"]["max_candidates"] - len(pending)),
+                                  progress=progress.row)
+            except DriverError as exc:
+                if cfg["engine"] != "lammps":
+                    raise
+                d = self._rollback(d, exc, pending)
+                st = self.state
+                continue
             pending += pause.candidates
             plan = self._decide(pause, pending, last_pause, max_iter, wall, progress) if self.root else None
             plan = self.bcast(plan)
@@ -482,6 +453,72 @@ class Campaign:
             self.save_state()
             self.log("md_done", step=d.step, md_seconds=round(d.timings["md_seconds"], 2))
         self.state = self.bcast(self.state)
+
+    def _rollback(self, d, exc: Exception, pending: List[Atoms]):
+        """The MD failed (a LAMMPS error such as lost atoms, or a non-finite model output).
+
+        Every rank goes back to the last restart file with a fresh LAMMPS instance, and
+        γ/σ are checked at every step until just past the failed step, so that a break
+        catches the extrapolation before it blows the run up. Candidates the fix saved
+        before the failure are labelled first (an iteration from the restart step). The
+        same restart failing more than ``budget.max_rollbacks`` times stops the campaign.
+        Returns the new driver.
+        """
+        cfg, eng = self.cfg, self.cfg[self.cfg["engine"]]
+        try:
+            failed_at = d.step
+        except Exception:  # noqa: BLE001
+            failed_at = None
+        cands = d._read_candidates() if self.root and hasattr(d, "_read_candidates") else []
+        d.close()
+        plan = None
+        if self.root:
+            st = self.state
+            back_to = st["md"]["step"]
+            prev = st.get("rollback", {})
+            count = prev.get("count", 0) + 1 if prev.get("step") == back_to else 1
+            if count > cfg["budget"]["max_rollbacks"]:
+                plan = {"error": f"the MD failed {count} times after going back to step {back_to} "
+                                 f"(last failure at step {failed_at}: {exc}); the model is confidently wrong "
+                                 f"there (γ stays below selection.gamma_select = {cfg['selection']['gamma_select']}). "
+                                 f"Lower gamma_select/gamma_break or add such structures to `initial`, "
+                                 f"then `mlal learn --resume {cfg['workdir']}`"}
+            else:
+                fail = back_to + eng["check_every"] if failed_at is None else failed_at
+                st["rollback"] = {"step": back_to, "count": count}
+                st["tight_until"] = fail + eng["check_every"]
+                cands = pending + cands
+                pending.clear()
+                self.log("rollback", failed_at=failed_at, back_to=back_to, count=count, error=str(exc),
+                         check_every=1, until=st["tight_until"], candidates=len(cands))
+                self._progress.line(f"MD failed at step {failed_at} ({exc}); back to step {back_to}, "
+                                    f"checking γ every step up to {st['tight_until']}"
+                                    + (f", labelling {len(cands)} candidates first" if cands else ""))
+                if cands:
+                    it = st["iteration"] + 1
+                    cand_file = Path(cfg["workdir"]) / "md" / f"it{it:03d}_candidates.extxyz"
+                    atomic_write_extxyz(cand_file, cands)
+                    st.update(phase="label", iteration=it, candidates=str(cand_file), forced=len(cands) - 1)
+                    st.pop("selected", None)
+                    self.log("pause", iteration=it, reason="failure", step=back_to, gamma_max=None,
+                             sigma_max=None, candidates=len(cands))
+                else:
+                    atomic_write_extxyz(Path(cfg["workdir"]) / "md" / "pending.extxyz", [])
+                self.save_state()
+                plan = {"error": None}
+        plan = self.bcast(plan)
+        if plan["error"]:
+            if self.root:
+                self.log("stop", reason="md_failure", error=plan["error"])
+            raise CampaignError(plan["error"])
+        self.state = self.bcast(self.state)
+        self.driver = d = self._new_driver()
+        d.start(restart=self.state["md"]["restart"])
+        d.set_check_every(1)
+        d.skip_break_until = self.state.get("skip_break_until") or -1
+        if self.root:
+            self.store.truncate_thermo(d.step)
+        return d
 
     def _decide(self, pause, pending, last_pause, max_iter, wall, progress) -> Dict[str, Any]:
         """What to do after a pause (root): learn, continue, skip a re-breaking step, or stop."""
@@ -549,7 +586,7 @@ class Campaign:
         if plan["stop_reason"]:
             self.log("checkpoint", step=d.step, pending=len(pending))
 
-    def _iteration(self, progress: _Progress) -> None:
+    def _iteration(self, progress: Progress) -> None:
         """Select, label and retrain for the iteration in ``state`` (root only)."""
         st = self.state
         it = st["iteration"]
@@ -577,7 +614,7 @@ class Campaign:
         self.save_state()
 
     # ------------------------------------------------------------------ the end
-    def finish(self, progress: _Progress) -> Dict[str, Any]:
+    def finish(self, progress: Progress) -> Dict[str, Any]:
         from .report import write_report
         st = self.state
         journal = self.store.journal()

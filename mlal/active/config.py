@@ -57,7 +57,7 @@ SCHEMA: Dict[str, Dict[str, Any]] = {
     "cluster": {"max_atoms": (int, 200, False), "radius": ((int, float), 6.0, False),
                 "mode": (str, "sphere", False)},
     "budget": {"max_oracle_calls": (int, 1000, False), "max_iterations": (int, 1000, False),
-               "max_wall_time": ((int, float), None, False)},
+               "max_wall_time": ((int, float), None, False), "max_rollbacks": (int, 3, False)},
 }
 
 
@@ -222,7 +222,7 @@ def load_config(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
         if cfg[sec] is not None:
             _check_training(cfg[sec], sec)
     cfg["budget"] = _check_section(cfg["budget"], "budget", "budget")
-    for k in ("max_oracle_calls", "max_iterations", "max_wall_time"):
+    for k in ("max_oracle_calls", "max_iterations", "max_wall_time", "max_rollbacks"):
         _positive(cfg, "budget", k, allow_zero=(k != "max_wall_time"))
     return cfg
 
