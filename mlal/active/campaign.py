@@ -15,6 +15,10 @@ in one campaign directory (see :mod:`mlal.active.store`). Its phases, kept in
              go back to ``md`` from the same step;
 ``done``     the requested steps were simulated (or a budget ran out); report.
 
+A LAMMPS run that fails between two γ checks (lost atoms, a model error) is
+rolled back to the last restart file and re-run with γ checked at every step
+up to the failed step (see :meth:`Campaign._rollback`).
+
 Every transition is journalled and written before the next side effect, so a
 campaign killed at any point (``kill -9``) and started again with the same
 command picks up where it was: labels already in the database are not asked
