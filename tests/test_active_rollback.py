@@ -5,12 +5,12 @@ coming back stops the campaign with a clear error after budget.max_rollbacks tri
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 
 from mlal.active.campaign import Campaign, CampaignError
 from mlal.active.lammps_driver import plugin_available
+from mlal.active.store import CampaignStore
 from test_active_resume import CFG
 
 pytestmark = pytest.mark.skipif(not plugin_available(), reason="pair_style mlal plugin not built")
@@ -30,7 +30,7 @@ def _cfg(tmp_path, dynamics_extra, steps, **selection):
 
 
 def _journal(tmp_path):
-    return [json.loads(line) for line in (tmp_path / "camp" / "journal.jsonl").read_text().splitlines()]
+    return CampaignStore(tmp_path / "camp").journal()
 
 
 def test_failed_md_is_rolled_back_and_finishes(tmp_path):

@@ -385,20 +385,11 @@ class Campaign:
         cfg, st = self.cfg, self.state
         eng = cfg[cfg["engine"]]
         total = eng["steps"]
-        self.driver = d = self._new_driver()
         md = Path(cfg["workdir"]) / "md"
-        d.start(restart=st["md"]["restart"])
-        self.log("md_start", step=d.step, backend=getattr(d, "backend", "ase"), restart=st["md"]["restart"],
-                 model_version=st["model_version"], ranks=1 if self.comm is None else self.comm.Get_size())
-        if self.root:
-            self.store.truncate_thermo(d.step)
-            progress._last_step = d.step
-            if progress.bar is not None:
-                progress.bar.n = d.step
+        d = self._start_md()
         # candidates kept since the last labelling (saved with each checkpoint)
         pending: List[Atoms] = read_extxyz(md / "pending.extxyz") if self.root and st["md"]["restart"] else []
         last_pause = st.get("last_pause", {})
-        d.skip_break_until = st.get("skip_break_until") or -1
         max_iter = cfg["budget"]["max_iterations"]
         wall = cfg["budget"]["max_wall_time"]
         iterations_now = 0
@@ -458,6 +449,29 @@ class Campaign:
             self.log("md_done", step=d.step, md_seconds=round(d.timings["md_seconds"], 2))
         self.state = self.bcast(self.state)
 
+    def _start_md(self):
+        """A new driver at ``state.md.restart`` (or the start), trajectory rows after it dropped (all ranks)."""
+        st, progress = self.state, self._progress
+        self.driver = d = self._new_driver()
+        d.start(restart=st["md"]["restart"])
+        self.log("md_start", step=d.step, backend=getattr(d, "backend", "ase"), restart=st["md"]["restart"],
+                 model_version=st["model_version"], ranks=1 if self.comm is None else self.comm.Get_size())
+        if self.root:
+            self.store.truncate_thermo(d.step)
+            progress._last_step = d.step
+            if progress.bar is not None:
+                progress.bar.n = d.step
+        d.skip_break_until = st.get("skip_break_until") or -1
+        return d
+
+    def _enter_label(self, it: int, candidates: List[Atoms], forced: Optional[int], **state) -> None:
+        """Root: save the candidates of iteration ``it`` and switch the state to ``label``."""
+        cand_file = Path(self.cfg["workdir"]) / "md" / f"it{it:03d}_candidates.extxyz"
+        atomic_write_extxyz(cand_file, candidates)
+        self.state.update(phase="label", iteration=it, candidates=str(cand_file), forced=forced, **state)
+        self.state.pop("selected", None)
+        self.save_state()
+
     def _rollback(self, d, exc: Exception, pending: List[Atoms]):
         """The MD failed (a LAMMPS error such as lost atoms, or a non-finite model output).
 
@@ -473,7 +487,7 @@ class Campaign:
             failed_at = d.step
         except Exception:  # noqa: BLE001
             failed_at = None
-        cands = d._read_candidates() if self.root and hasattr(d, "_read_candidates") else []
+        cands = d._read_candidates() if self.root else []
         d.close()
         plan = None
         if self.root:
@@ -500,15 +514,12 @@ class Campaign:
                                     + (f", labelling {len(cands)} candidates first" if cands else ""))
                 if cands:
                     it = st["iteration"] + 1
-                    cand_file = Path(cfg["workdir"]) / "md" / f"it{it:03d}_candidates.extxyz"
-                    atomic_write_extxyz(cand_file, cands)
-                    st.update(phase="label", iteration=it, candidates=str(cand_file), forced=len(cands) - 1)
-                    st.pop("selected", None)
+                    self._enter_label(it, cands, len(cands) - 1)
                     self.log("pause", iteration=it, reason="failure", step=back_to, gamma_max=None,
                              sigma_max=None, candidates=len(cands))
                 else:
                     atomic_write_extxyz(Path(cfg["workdir"]) / "md" / "pending.extxyz", [])
-                self.save_state()
+                    self.save_state()
                 plan = {"error": None}
         plan = self.bcast(plan)
         if plan["error"]:
@@ -516,13 +527,7 @@ class Campaign:
                 self.log("stop", reason="md_failure", error=plan["error"])
             raise CampaignError(plan["error"])
         self.state = self.bcast(self.state)
-        self.driver = d = self._new_driver()
-        d.start(restart=self.state["md"]["restart"])
-        d.set_check_every(1)
-        d.skip_break_until = self.state.get("skip_break_until") or -1
-        if self.root:
-            self.store.truncate_thermo(d.step)
-        return d
+        return self._start_md()               # γ every step: the loop reads state.tight_until
 
     def _decide(self, pause, pending, last_pause, max_iter, wall, progress) -> Dict[str, Any]:
         """What to do after a pause (root): learn, continue, skip a re-breaking step, or stop."""
@@ -563,12 +568,8 @@ class Campaign:
         self.store.append_thermo(d.take_thermo())
         if plan["decision"] == "learn":
             it = plan["iteration"]
-            cand_file = md / f"it{it:03d}_candidates.extxyz"
-            atomic_write_extxyz(cand_file, pending)
-            self.state.update(phase="label", iteration=it, candidates=str(cand_file), forced=plan["forced"],
-                              last_pause=plan["last_pause"], md={"restart": plan["restart"], "step": pause.step})
-            self.state.pop("selected", None)
-            self.save_state()
+            self._enter_label(it, pending, plan["forced"], last_pause=plan["last_pause"],
+                              md={"restart": plan["restart"], "step": pause.step})
             self.log("pause", iteration=it, reason=pause.reason, step=pause.step, gamma_max=pause.gamma_max,
                      sigma_max=pause.sigma_max, candidates=len(pending))
             self._progress.status(pause.step, f"pause ({pause.reason}, γ {pause.gamma_max:.2f}): "
