@@ -83,7 +83,7 @@ def run_element(el: str, args, cfg_overrides) -> dict:
         t0 = time.time()
         res = train([items[i] for i in tr], cfg, out, progress=not args.no_progress)
         seconds = time.time() - t0
-        m = evaluate(res.model_path, [items[i] for i in te])
+        m = evaluate(res.model_path, [items[i] for i in te], uncertainty=True)
         m.update({"train_seconds": seconds, "epochs": res.metrics["epochs"], "stopped": res.metrics["stopped"],
                   "n_train": len(tr), "n_test": len(te), "valid_energy_mae": res.metrics["energy_mae"],
                   "valid_force_mae": res.metrics["force_mae"]})
@@ -91,7 +91,8 @@ def run_element(el: str, args, cfg_overrides) -> dict:
         print(f"{el} split {f}: test energy MAE {m['energy_mae']:.3f} meV/atom, force MAE "
               f"{m['force_mae']:.4f} eV/Å, stress MAE "
               f"{m['stress_mae'] if m['stress_mae'] is None else round(m['stress_mae'], 3)} GPa; "
-              f"{m['epochs']} epochs, {seconds:.0f} s", flush=True)
+              f"{m['epochs']} epochs, {seconds:.0f} s; σ-|ΔF| Spearman {m['sigma_error_spearman']:.2f}",
+              flush=True)
         if f == 0:
             dest = Path(args.models) / el
             dest.mkdir(parents=True, exist_ok=True)
@@ -104,6 +105,7 @@ def run_element(el: str, args, cfg_overrides) -> dict:
     summary = {"element": el, "energy_mae": mean("energy_mae"), "force_mae": mean("force_mae"),
                "stress_mae": mean("stress_mae"), "energy_rmse": mean("energy_rmse"),
                "force_rmse": mean("force_rmse"), "train_seconds": mean("train_seconds"),
+               "sigma_error_spearman": mean("sigma_error_spearman"),
                "epochs": mean("epochs"), "n_splits": len(runs), "n_train": runs[0]["n_train"],
                "n_test": runs[0]["n_test"], "published_energy_gap_mtp": pub["energy"],
                "published_force_gap_mtp": pub["force"], "config": cfg.to_dict(), "runs": runs}

@@ -27,12 +27,14 @@ def _module(model):
     return model
 
 
-def predict_structures(model, structures: Sequence[Labelled], batch_size: int = 16) -> Dict[str, Any]:
+def predict_structures(model, structures: Sequence[Labelled], batch_size: int = 16,
+                       uncertainty: bool = False) -> Dict[str, Any]:
     """Ensemble-mean predictions and labels, structure by structure.
 
     Returns arrays: ``energy``/``energy_ref`` per atom (eV/atom, NaN when unlabelled),
     ``forces``/``forces_ref`` ``[N_atoms, 3]``, ``stress``/``stress_ref`` ``[G, 6]`` (GPa),
-    ``n_atoms`` ``[G]``.
+    ``n_atoms`` ``[G]``; with ``uncertainty`` also ``sigma`` ``[N_atoms]`` (eV/Å,
+    the ensemble spread of each atom's force, as the ASE calculator reports it).
     """
     from .train.trainer import as_labelled
     module = _module(model)
@@ -42,11 +44,14 @@ def predict_structures(model, structures: Sequence[Labelled], batch_size: int = 
     dtype = DTYPES.get(getattr(module, "dtype_name", "float64"), torch.float64)
     cutoff = float(module.cutoff)
     graphs = [to_graph(it, index, cutoff) for it in items]
-    e_pred, e_ref, f_pred, f_ref, s_pred, s_ref, n_at = [], [], [], [], [], [], []
+    e_pred, e_ref, f_pred, f_ref, s_pred, s_ref, n_at, sig = [], [], [], [], [], [], [], []
     for start in range(0, len(graphs), batch_size):
         b = collate(graphs[start:start + batch_size], dtype=dtype)
         n = int(b.species.shape[0])
-        out = module(b.species, b.edge_index, b.edge_vec, n, False)
+        out = module(b.species, b.edge_index, b.edge_vec, n, uncertainty)
+        if uncertainty:
+            fk = forces_from_edges(out["member_edge_grad"].double(), b.edge_index, n)    # [K, n, 3]
+            sig.append(torch.sqrt(((fk - fk.mean(0)) ** 2).sum(2).mean(0)).numpy())
         ae = out["atom_energy"].double()
         g = out["edge_grad"].double()
         G = b.n_graphs
@@ -65,8 +70,11 @@ def predict_structures(model, structures: Sequence[Labelled], batch_size: int = 
         s_pred.append(stress.detach().numpy() * GPA); s_ref.append(b.stress.double().numpy() * GPA)
         n_at.append(b.n_atoms.numpy())
     cat = np.concatenate
-    return {"energy": cat(e_pred), "energy_ref": cat(e_ref), "forces": cat(f_pred), "forces_ref": cat(f_ref),
-            "stress": cat(s_pred), "stress_ref": cat(s_ref), "n_atoms": cat(n_at)}
+    out = {"energy": cat(e_pred), "energy_ref": cat(e_ref), "forces": cat(f_pred), "forces_ref": cat(f_ref),
+           "stress": cat(s_pred), "stress_ref": cat(s_ref), "n_atoms": cat(n_at)}
+    if uncertainty:
+        out["sigma"] = cat(sig)
+    return out
 
 
 def _mae_rmse(pred: np.ndarray, ref: np.ndarray, scale: float = 1.0):
@@ -77,21 +85,38 @@ def _mae_rmse(pred: np.ndarray, ref: np.ndarray, scale: float = 1.0):
     return float(np.abs(d).mean()), float(math.sqrt((d * d).mean()))
 
 
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra = np.argsort(np.argsort(a)).astype(float)
+    rb = np.argsort(np.argsort(b)).astype(float)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
 def metrics_from_predictions(p: Dict[str, Any]) -> Dict[str, Any]:
-    """MAE/RMSE per label kind (``None`` where nothing is labelled)."""
+    """MAE/RMSE per label kind (``None`` where nothing is labelled).
+
+    With per-atom ``sigma`` in ``p``: ``sigma_mean`` (eV/Å) and
+    ``sigma_error_spearman``, the rank correlation between an atom's σ and
+    the norm of its force error (does σ point at the worst atoms?).
+    """
     out: Dict[str, Any] = {}
     out["energy_mae"], out["energy_rmse"] = _mae_rmse(p["energy"], p["energy_ref"], 1000.0)
     out["force_mae"], out["force_rmse"] = _mae_rmse(p["forces"], p["forces_ref"])
     out["stress_mae"], out["stress_rmse"] = _mae_rmse(p["stress"], p["stress_ref"])
+    if "sigma" in p:
+        err = np.linalg.norm(p["forces"] - p["forces_ref"], axis=1)
+        ok = np.isfinite(err)
+        out["sigma_mean"] = float(p["sigma"][ok].mean()) if ok.any() else None
+        out["sigma_error_spearman"] = _spearman(p["sigma"][ok], err[ok]) if ok.sum() > 2 else None
     out["n_structures"] = int(len(p["n_atoms"]))
     out["n_atoms"] = int(np.sum(p["n_atoms"]))
     return out
 
 
 def evaluate(model, structures: Sequence[Labelled], batch_size: int = 16,
-             plot: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
-    """Energy/force/stress MAE and RMSE of ``model`` (path, TorchScript or eager) on ``structures``."""
-    p = predict_structures(model, structures, batch_size=batch_size)
+             plot: Optional[Union[str, Path]] = None, uncertainty: bool = False) -> Dict[str, Any]:
+    """Energy/force/stress MAE and RMSE of ``model`` (path, TorchScript or eager) on ``structures``
+    (with ``uncertainty``: also how σ ranks the force errors, see :func:`metrics_from_predictions`)."""
+    p = predict_structures(model, structures, batch_size=batch_size, uncertainty=uncertainty)
     m = metrics_from_predictions(p)
     if plot is not None:
         parity_plot(p, plot, m)

@@ -12,7 +12,8 @@ from mlal.data.graph import collate, to_graph
 from mlal.data.io import Labelled
 from mlal.deploy import load_model
 from mlal.train import TrainConfig, load_checkpoint, train
-from mlal.train.trainer import batch_loss, build_model, errors
+from mlal.train.predict import predict
+from mlal.train.trainer import GPA, batch_loss, build_model, errors
 
 torch.set_num_threads(1)
 
@@ -120,6 +121,33 @@ def test_missing_stress_is_skipped(tmp_path):
     r = train(without + emt_structures(4, seed=2, stress=False), TrainConfig(**dict(TINY, epochs=2)),
               tmp_path / "nostress", progress=False)
     assert np.isnan(r.metrics["stress_mae"]) and np.isfinite(r.metrics["force_mae"])
+
+
+def test_rotating_member_loss_is_mean_and_one_member(data):
+    """``member=j``: energies of all members, forces and stress of the ensemble mean and member j, half each."""
+    cfg = TrainConfig(**dict(TINY, n_members=3, stress_weight=0.5))
+    model = build_model(cfg, ["Cu"]).double()
+    b = collate([to_graph(d, {"Cu": 0}, 4.0) for d in data[:3]])
+    every = {k: v.detach() for k, v in predict(model, b, members=True).items()}
+    two = predict(model, b, members=2)
+    for key in ("forces", "stress"):
+        assert torch.allclose(two[key][0], every[key].mean(0), rtol=1e-12, atol=1e-12), key
+        assert torch.allclose(two[key][1], every[key][2], rtol=1e-12, atol=1e-12), key
+    loss, parts = batch_loss(model, b, cfg, member=2)
+    n = b.n_atoms.double()
+    le = (((every["energy"] - b.energy) / n) ** 2).mean()
+    lf = 0.5 * (((every["forces"].mean(0) - b.forces) ** 2).mean() + ((every["forces"][2] - b.forces) ** 2).mean())
+    ls = 0.5 * (((every["stress"].mean(0) - b.stress) * GPA) ** 2).mean() \
+        + 0.5 * (((every["stress"][2] - b.stress) * GPA) ** 2).mean()
+    assert parts["e"] == pytest.approx(float(le), rel=1e-10)
+    assert parts["f"] == pytest.approx(float(lf), rel=1e-10)
+    assert parts["s"] == pytest.approx(float(ls), rel=1e-10)
+    assert float(loss.detach()) == pytest.approx(cfg.energy_weight * float(le) + float(lf) + 0.5 * float(ls), rel=1e-10)
+    # all members: the mean over members of each member's own errors
+    _, parts_all = batch_loss(model, b, cfg)
+    assert parts_all["f"] == pytest.approx(float(((every["forces"] - b.forces) ** 2).mean()), rel=1e-10)
+    with pytest.raises(ValueError, match="force_members"):
+        TrainConfig(force_members="some")
 
 
 def test_exported_model_equals_eager_best_weights(trained, data):

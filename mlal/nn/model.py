@@ -104,7 +104,11 @@ class EnsembleModel(nn.Module):
         # multiplicities of the unique components of symmetric rank-2 and rank-3 tensors
         self.register_buffer("sym2_weight", torch.tensor([1.0, 1.0, 1.0, 2.0, 2.0, 2.0]))
         self.register_buffer("sym3_weight", torch.tensor([1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 6.0]))
-        self.register_buffer("sym2_full", torch.tensor([0, 5, 4, 5, 1, 3, 4, 3, 2], dtype=torch.long))
+        # rank-2 unique components as products u_a u_b, rank 3 as (rank-2 component) * u_c
+        self.register_buffer("rank2_a", torch.tensor([0, 1, 2, 1, 0, 0]), persistent=False)
+        self.register_buffer("rank2_b", torch.tensor([0, 1, 2, 2, 2, 1]), persistent=False)
+        self.register_buffer("rank3_a", torch.tensor([0, 1, 2, 0, 0, 1, 1, 2, 2, 5]), persistent=False)
+        self.register_buffer("rank3_b", torch.tensor([0, 1, 2, 1, 2, 0, 2, 0, 1, 2]), persistent=False)
         self.n_features = self.c0 + len(r1) + len(r2) + len(r3) + self.c1 * self.c2 + self.c2
 
         gen = torch.Generator().manual_seed(seed)
@@ -160,11 +164,9 @@ class EnsembleModel(nn.Module):
                 sel = (pair == p).nonzero().squeeze(1)
                 if sel.numel() > 0:
                     radial = radial.index_copy(0, sel, basis.index_select(0, sel) @ self.radial_weight[p])
-        x, y, z = u[:, 0], u[:, 1], u[:, 2]
-        xx, yy, zz, yz, xz, xy = x * x, y * y, z * z, y * z, x * z, x * y
-        ang = torch.stack([torch.ones_like(x), x, y, z, xx, yy, zz, yz, xz, xy,
-                           xx * x, yy * y, zz * z, xx * y, xx * z, yy * x, yy * z, zz * x, zz * y, xy * z],
-                          dim=1)                                                  # [E, 20]
+        u2 = u.index_select(1, self.rank2_a) * u.index_select(1, self.rank2_b)   # xx yy zz yz xz xy
+        u3 = u2.index_select(1, self.rank3_a) * u.index_select(1, self.rank3_b)  # xxx yyy zzz xxy ... xyz
+        ang = torch.cat([torch.ones_like(d).unsqueeze(1), u, u2, u3], dim=1)     # [E, 20]
         counts = torch.bincount(i, minlength=n)
         n_max = int(counts.max()) if n_edges > 0 else 1
         first = torch.cumsum(counts, 0) - counts
@@ -187,11 +189,12 @@ class EnsembleModel(nn.Module):
         w2 = m2s * self.sym2_weight
         g2 = torch.bmm(w2, m2s.transpose(1, 2))                                  # M2_a : M2_b
         g3 = torch.bmm(m3s * self.sym3_weight, m3s.transpose(1, 2))              # M3_a ⋮ M3_b
-        m2 = m2s.index_select(2, self.sym2_full).reshape(n, self.c2, 3, 3)      # full 3x3
-        v2 = torch.matmul(m2.unsqueeze(1), m1.unsqueeze(2).unsqueeze(4)).squeeze(4)  # [n, c1, c2, 3]
-        t12 = (v2 * m1.unsqueeze(2)).sum(dim=3).reshape(n, self.c1 * self.c2)     # M1_a·M2_b·M1_a
-        sq = torch.matmul(m2, m2)
-        t222 = (sq * m2).sum(dim=(2, 3))                                         # tr(M2³), M2 symmetric
+        p1 = m1.index_select(2, self.rank2_a) * m1.index_select(2, self.rank2_b)  # M1_a ⊗ M1_a, unique
+        t12 = torch.bmm(p1, w2.transpose(1, 2)).reshape(n, self.c1 * self.c2)    # M1_a·M2_b·M1_a
+        a, b, c = m2s[:, :, 0], m2s[:, :, 1], m2s[:, :, 2]
+        d, e, f = m2s[:, :, 3], m2s[:, :, 4], m2s[:, :, 5]
+        t222 = (a * a * a + b * b * b + c * c * c + 3.0 * ((a + b) * f * f + (a + c) * e * e + (b + c) * d * d)
+                + 6.0 * d * e * f)                                               # tr(M2³), M2 symmetric
         return torch.cat([
             m0,
             g1[:, self.triu1_r, self.triu1_c],

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Union
 import yaml
 
 LR_SCHEDULES = ("cosine", "plateau", "constant")
+FORCE_MEMBERS = ("rotating", "all")
 DTYPES = ("float64", "float32")
 
 
@@ -35,7 +36,12 @@ class TrainConfig:
 
     Ensemble: each member's head has its own seed-driven initialisation; with
     ``bootstrap`` each member also sees its own bootstrap resample of the
-    training structures (the shared trunk sees all of them).
+    training structures (the shared trunk sees all of them). Every member's
+    energy is fitted at every step; forces and stress cost one backward pass
+    through the descriptor per differentiated energy, so ``force_members``
+    ``"rotating"`` (default) fits the ensemble mean's and one member's
+    (rotating with the step) and ``"all"`` fits all K members' at every step
+    (about K/2 times slower per step).
     """
 
     species: List[str] = field(default_factory=list)
@@ -62,6 +68,7 @@ class TrainConfig:
     valid_fraction: float = 0.1
     patience: int = 100
     bootstrap: bool = False
+    force_members: str = "rotating"
     seed: int = 0
     max_time: Optional[float] = 900.0
     dtype: str = "float32"
@@ -78,6 +85,8 @@ class TrainConfig:
             raise ValueError(f"channels must be 4 positive integers (ranks 0..3), got {self.channels}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.force_members not in FORCE_MEMBERS:
+            raise ValueError(f"force_members must be one of {FORCE_MEMBERS}, got {self.force_members!r}")
         for name in ("dtype", "export_dtype"):
             if getattr(self, name) not in DTYPES:
                 raise ValueError(f"{name} must be one of {DTYPES}, got {getattr(self, name)!r}")

@@ -5,9 +5,11 @@ Recipe (see :class:`~mlal.train.config.TrainConfig` for every knob):
 1. structures -> graphs; random train/validation split from the seed;
 2. per-element reference energies by least squares, descriptor normalisation
    (skipped on warm start, so a continued model keeps its meaning);
-3. Adam on the sum over members of
-   ``w_E·MSE(E/atom) + w_F·MSE(F) + w_S·MSE(σ in GPa)``; labels a structure
-   lacks (say stress on Cu) are simply left out of the mean;
+3. Adam on ``w_E·MSE(E/atom) + w_F·MSE(F) + w_S·MSE(σ in GPa)`` averaged
+   over the members (energies of every member; forces and stress of the
+   ensemble mean and one rotating member, or of all members, see
+   ``force_members``); labels a structure lacks (say stress on Cu) are
+   simply left out of the mean;
 4. learning-rate schedule (cosine with warm-up, plateau or constant), an
    exponential moving average of the weights, early stopping on the
    validation loss of the ensemble mean; the best (EMA) weights are kept;
@@ -134,12 +136,7 @@ def model_from_init(init: Union[str, Path, EnsembleModel]) -> EnsembleModel:
     from ..deploy import load_model, model_metadata
     module = load_model(path)
     hp = dict(model_metadata(module)["hyperparameters"])
-    model = EnsembleModel(hp["species"], cutoff=hp["cutoff"], n_members=hp["n_members"],
-                          n_basis=hp["n_basis"], channels=tuple(hp["channels"]), latent=hp["latent"],
-                          hidden=hp["hidden"], seed=hp.get("seed", 0)).double()
-    model.load_state_dict({k: v.double() if v.is_floating_point() else v
-                           for k, v in module.state_dict().items()})
-    return model
+    return _model_from_state(hp, module.state_dict())
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -155,7 +152,9 @@ def _model_from_state(hp: Dict[str, Any], state_dict: Dict[str, torch.Tensor]) -
     model = EnsembleModel(hp["species"], cutoff=hp["cutoff"], n_members=hp["n_members"], n_basis=hp["n_basis"],
                           channels=tuple(hp["channels"]), latent=hp["latent"], hidden=hp["hidden"],
                           seed=hp.get("seed", 0)).double()
-    model.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in state_dict.items()})
+    wanted = model.state_dict().keys()     # files may also hold index constants (TorchScript keeps all buffers)
+    model.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in state_dict.items()
+                           if k in wanted})
     return model
 
 
@@ -177,40 +176,43 @@ def load_checkpoint(path: Union[str, Path]) -> Tuple[EnsembleModel, TrainConfig,
 
 
 # ---------------------------------------------------------------------- loss
-def _member_outputs(model: EnsembleModel, b: Batch, want_stress: bool):
-    """Per-member energies [K,G], forces [K,N,3], stress [K,G,6] (eV/Å³), differentiable."""
-    return predict(model, b, create_graph=True, stress=want_stress, members=True)
-
-
 def batch_loss(model: EnsembleModel, b: Batch, cfg: TrainConfig,
-               weights: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
-    """Weighted MSE loss summed over members. ``weights`` [K, G] are bootstrap counts (None: all 1)."""
+               weights: Optional[torch.Tensor] = None,
+               member: Optional[int] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """Weighted MSE loss averaged over members. ``weights`` [K, G] are bootstrap counts (None: all 1).
+
+    Energies are fitted for every member (they cost no extra backward pass).
+    Forces and stress: with ``member=None`` every member's (K backward passes
+    through the descriptor); with ``member=j`` the ensemble mean's and member
+    ``j``'s, half each (two passes: the trainer rotates ``j`` over the steps).
+    """
     e_mask = ~torch.isnan(b.energy)
     f_mask = ~torch.isnan(b.forces[:, 0])
     s_mask = ~torch.isnan(b.stress[:, 0]) & (b.volume > 0)
     want_stress = cfg.stress_weight > 0 and bool(s_mask.any())
-    p = _member_outputs(model, b, want_stress)
-    K = p["energy"].shape[0]
-    dtype = p["energy"].dtype
+    p = predict(model, b, create_graph=True, stress=want_stress, members=True if member is None else member)
+    K = p["member_energy"].shape[0]
+    dtype = p["member_energy"].dtype
     w = torch.ones(K, b.n_graphs, dtype=dtype) if weights is None else weights.to(dtype)
+    wd = w if member is None else torch.stack([torch.ones_like(w[0]), w[member]])   # rows of p["forces"]
     n = b.n_atoms.to(dtype)
     loss = torch.zeros((), dtype=dtype)
     parts: Dict[str, float] = {}
     if cfg.energy_weight > 0 and bool(e_mask.any()):
-        de = (p["energy"] - torch.nan_to_num(b.energy)) / n
+        de = (p["member_energy"] - torch.nan_to_num(b.energy)) / n
         we = w * e_mask.to(dtype)
         le = (we * de * de).sum() / we.sum().clamp_min(1.0)
         loss = loss + cfg.energy_weight * le
         parts["e"] = float(le.detach())
     if cfg.force_weight > 0 and bool(f_mask.any()):
         df = p["forces"] - torch.nan_to_num(b.forces)
-        wf = w[:, b.graph_of_atom] * f_mask.to(dtype)
+        wf = wd[:, b.graph_of_atom] * f_mask.to(dtype)
         lf = (wf * (df * df).sum(2)).sum() / (3.0 * wf.sum().clamp_min(1.0))
         loss = loss + cfg.force_weight * lf
         parts["f"] = float(lf.detach())
     if want_stress:
         ds = (p["stress"] - torch.nan_to_num(b.stress)) * GPA
-        ws = w * s_mask.to(dtype)
+        ws = wd * s_mask.to(dtype)
         ls = (ws * (ds * ds).sum(2)).sum() / (6.0 * ws.sum().clamp_min(1.0))
         loss = loss + cfg.stress_weight * ls
         parts["s"] = float(ls.detach())
@@ -483,7 +485,8 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
             sel = order[start:start + cfg.batch_size]
             b = collate([train_g[k] for k in sel], dtype=dtype)
             w = None if boot is None else torch.as_tensor(boot[:, sel])
-            loss, _ = batch_loss(model, b, cfg, w)
+            member = None if cfg.force_members == "all" or K == 1 else step % K
+            loss, _ = batch_loss(model, b, cfg, w, member)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip and cfg.grad_clip > 0:
