@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 def make_models(path: Path, workdir: Path):
     from mlal.deploy import export_model
-    from mlal.train.trainer import model_from_init
+    from mlal.train.checkpoint import model_from_init
     if path.is_file():
         eager = model_from_init(path)
         source = str(path)

@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         return 2
     from mlal.deploy import export_model
     from mlal.integrations.lammps import require_plugin
-    from mlal.train.trainer import model_from_init
+    from mlal.train.checkpoint import model_from_init
     require_plugin()
     eager = model_from_init(args.model)
     out = {"benchmark": "lammps_nve", "model": args.model}

@@ -43,7 +43,7 @@ def potentials_dir() -> Path:
 def make_models(path: Path, workdir: Path):
     """float32 and float64 exports of the benchmark model, and where it came from."""
     from mlal.deploy import export_model
-    from mlal.train.trainer import model_from_init
+    from mlal.train.checkpoint import model_from_init
     if path.is_file():
         eager, source = model_from_init(path), f"trained model {path}"
     else:

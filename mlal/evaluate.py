@@ -36,7 +36,7 @@ def predict_structures(model, structures: Sequence[Labelled], batch_size: int = 
     ``n_atoms`` ``[G]``; with ``uncertainty`` also ``sigma`` ``[N_atoms]`` (eV/Å,
     the ensemble spread of each atom's force, as the ASE calculator reports it).
     """
-    from .train.trainer import as_labelled
+    from .data.io import as_labelled
     module = _module(model)
     items = as_labelled(structures)
     species = list(module.species)

@@ -13,7 +13,8 @@ from mlal.data.io import Labelled
 from mlal.deploy import load_model
 from mlal.train import TrainConfig, load_checkpoint, train
 from mlal.train.predict import predict
-from mlal.train.trainer import GPA, batch_loss, build_model, errors
+from mlal.train.checkpoint import build_model
+from mlal.train.loss import GPA, batch_loss, errors
 
 torch.set_num_threads(1)
 

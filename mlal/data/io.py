@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+import os
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import ase.io
 import numpy as np
 from ase import Atoms
+from ase.data import atomic_numbers
 
 from .neighbors import neighbor_list
 
@@ -138,3 +140,42 @@ def file_hash(path: Union[str, Path]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def as_labelled(structures: Sequence[Union[Labelled, Atoms]]) -> List[Labelled]:
+    """Accept :class:`Labelled` items or labelled ``ase.Atoms`` (calculator results or info/arrays)."""
+    out: List[Labelled] = []
+    for k, s in enumerate(structures):
+        if isinstance(s, Labelled):
+            out.append(s)
+        elif isinstance(s, Atoms):
+            energy, forces, stress = _labels(s)
+            item = Labelled(atoms=s, energy=None if energy is None else float(energy),
+                            forces=None if forces is None else np.array(forces, dtype=float),
+                            stress=stress, source=str(s.info.get("source", f"atoms:{k}")),
+                            config_type=str(s.info.get("config_type", "")))
+            check_structure(item)
+            out.append(item)
+        else:
+            raise TypeError(f"structure {k}: expected mlal Labelled or ase.Atoms, got {type(s).__name__}")
+    return out
+
+
+def infer_species(items: Sequence[Labelled]) -> List[str]:
+    """Elements present in the data, ordered by atomic number."""
+    symbols = set()
+    for it in items:
+        symbols.update(it.atoms.get_chemical_symbols())
+    return sorted(symbols, key=lambda s: atomic_numbers.get(s, 0))
+
+
+def data_provenance(items: Sequence[Labelled]) -> Dict[str, Any]:
+    """SHA-256 of every data file the structures came from, and counts."""
+    files: Dict[str, int] = {}
+    for it in items:
+        path = it.source.rsplit(":", 1)[0] if ":" in it.source else it.source
+        files[path] = files.get(path, 0) + 1
+    hashes = {}
+    for path, count in files.items():
+        hashes[path] = {"frames": count, "sha256": file_hash(path) if os.path.isfile(path) else None}
+    return {"files": hashes, "n_structures": len(items), "n_atoms": int(sum(len(it.atoms) for it in items))}

@@ -51,7 +51,7 @@ class TrainConfig:
     channels: List[int] = field(default_factory=lambda: [16, 8, 8, 4])
     latent: int = 64
     hidden: int = 64
-    epochs: int = 200
+    epochs: int = 1000
     batch_size: int = 4
     lr: float = 3e-3
     lr_schedule: str = "cosine"

@@ -1,0 +1,114 @@
+"""The training loss and the validation errors of the ensemble mean.
+
+Units: the loss is ``w_E·MSE(E/atom in eV) + w_F·MSE(F in eV/Å) + w_S·MSE(σ in GPa)``;
+:func:`errors` reports energy in meV/atom, forces in eV/Å, stress in GPa.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+
+from ..data.graph import Batch, Graph, collate
+from ..nn.model import EnsembleModel
+from .config import TrainConfig
+from .predict import predict
+
+GPA = 160.21766208           # eV/Å³ -> GPa
+
+
+def batch_loss(model: EnsembleModel, b: Batch, cfg: TrainConfig,
+               weights: Optional[torch.Tensor] = None,
+               member: Optional[int] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """Weighted MSE loss averaged over members. ``weights`` [K, G] are bootstrap counts (None: all 1).
+
+    Energies are fitted for every member (they cost no extra backward pass).
+    Forces and stress: with ``member=None`` every member's (K backward passes
+    through the descriptor); with ``member=j`` the ensemble mean's and member
+    ``j``'s, half each (two passes: the trainer rotates ``j`` over the steps).
+    """
+    e_mask = ~torch.isnan(b.energy)
+    f_mask = ~torch.isnan(b.forces[:, 0])
+    s_mask = ~torch.isnan(b.stress[:, 0]) & (b.volume > 0)
+    want_stress = cfg.stress_weight > 0 and bool(s_mask.any())
+    p = predict(model, b, create_graph=True, stress=want_stress, members=True if member is None else member)
+    K = p["member_energy"].shape[0]
+    dtype = p["member_energy"].dtype
+    w = torch.ones(K, b.n_graphs, dtype=dtype) if weights is None else weights.to(dtype)
+    wd = w if member is None else torch.stack([torch.ones_like(w[0]), w[member]])   # rows of p["forces"]
+    n = b.n_atoms.to(dtype)
+    loss = torch.zeros((), dtype=dtype)
+    parts: Dict[str, float] = {}
+    if cfg.energy_weight > 0 and bool(e_mask.any()):
+        de = (p["member_energy"] - torch.nan_to_num(b.energy)) / n
+        we = w * e_mask.to(dtype)
+        le = (we * de * de).sum() / we.sum().clamp_min(1.0)
+        loss = loss + cfg.energy_weight * le
+        parts["e"] = float(le.detach())
+    if cfg.force_weight > 0 and bool(f_mask.any()):
+        df = p["forces"] - torch.nan_to_num(b.forces)
+        wf = wd[:, b.graph_of_atom] * f_mask.to(dtype)
+        lf = (wf * (df * df).sum(2)).sum() / (3.0 * wf.sum().clamp_min(1.0))
+        loss = loss + cfg.force_weight * lf
+        parts["f"] = float(lf.detach())
+    if want_stress:
+        ds = (p["stress"] - torch.nan_to_num(b.stress)) * GPA
+        ws = wd * s_mask.to(dtype)
+        ls = (ws * (ds * ds).sum(2)).sum() / (6.0 * ws.sum().clamp_min(1.0))
+        loss = loss + cfg.stress_weight * ls
+        parts["s"] = float(ls.detach())
+    return loss, parts
+
+
+def errors(model, graphs: Sequence[Graph], batch_size: int = 16,
+           dtype: torch.dtype = torch.float64) -> Dict[str, float]:
+    """Errors of the ensemble-mean prediction of an eager model on labelled graphs.
+
+    Energy in meV/atom, forces in eV/Å (per component), stress in GPa (per
+    Voigt component); NaN where the data has no such label. Also ``loss_*``
+    mean squared errors in the loss units.
+    """
+    acc = {"e_abs": 0.0, "e_sq": 0.0, "e_n": 0, "f_abs": 0.0, "f_sq": 0.0, "f_n": 0,
+           "s_abs": 0.0, "s_sq": 0.0, "s_n": 0, "atoms": 0}
+    for start in range(0, len(graphs), batch_size):
+        b = collate(graphs[start:start + batch_size], dtype=dtype)
+        s_mask = ~torch.isnan(b.stress[:, 0]) & (b.volume > 0)
+        with torch.enable_grad():
+            p = predict(model, b, create_graph=False, stress=bool(s_mask.any()), members=False)
+        acc["atoms"] += int(b.species.shape[0])
+        e_mask = ~torch.isnan(b.energy)
+        if bool(e_mask.any()):
+            de = ((p["energy"][0] - b.energy) / b.n_atoms.to(dtype))[e_mask].detach().double()
+            acc["e_abs"] += float(de.abs().sum()); acc["e_sq"] += float((de * de).sum()); acc["e_n"] += int(de.numel())
+        f_mask = ~torch.isnan(b.forces[:, 0])
+        if bool(f_mask.any()):
+            df = (p["forces"][0] - b.forces)[f_mask].detach().double()
+            acc["f_abs"] += float(df.abs().sum()); acc["f_sq"] += float((df * df).sum()); acc["f_n"] += int(df.numel())
+        if bool(s_mask.any()):
+            ds = ((p["stress"][0] - b.stress)[s_mask] * GPA).detach().double()
+            acc["s_abs"] += float(ds.abs().sum()); acc["s_sq"] += float((ds * ds).sum()); acc["s_n"] += int(ds.numel())
+    return summarize(acc)
+
+
+def summarize(acc: Dict[str, float]) -> Dict[str, float]:
+    nan = float("nan")
+    out: Dict[str, float] = {}
+    for key, scale in (("energy", 1000.0), ("force", 1.0), ("stress", 1.0)):
+        k = key[0]
+        cnt = acc[f"{k}_n"]
+        out[f"{key}_mae"] = acc[f"{k}_abs"] / cnt * scale if cnt else nan
+        out[f"{key}_rmse"] = math.sqrt(acc[f"{k}_sq"] / cnt) * scale if cnt else nan
+        out[f"loss_{key}"] = acc[f"{k}_sq"] / cnt if cnt else nan
+    out["n_atoms"] = int(acc["atoms"])
+    return out
+
+
+def validation_score(m: Dict[str, float], cfg: TrainConfig) -> float:
+    """The early-stopping criterion: the loss of the ensemble mean (labels present only)."""
+    score = 0.0
+    for key, w in (("energy", cfg.energy_weight), ("force", cfg.force_weight), ("stress", cfg.stress_weight)):
+        v = m.get(f"loss_{key}", float("nan"))
+        if w > 0 and v == v:
+            score += w * v
+    return score
