@@ -66,7 +66,7 @@ class TrainConfig:
     force_weight: float = 1.0
     stress_weight: float = 0.01
     valid_fraction: float = 0.1
-    patience: int = 100
+    patience: int = 300
     bootstrap: bool = False
     force_members: str = "rotating"
     seed: int = 0
