@@ -160,4 +160,7 @@ def format_metrics(m: Dict[str, Any]) -> List[str]:
             lines.append(f"{label}: not labelled")
         else:
             lines.append(f"{label}: MAE {m[f'{key}_mae']:.4g}  RMSE {m[f'{key}_rmse']:.4g} {unit}")
+    if m.get("sigma_error_spearman") is not None:
+        lines.append(f"sigma : mean {m['sigma_mean']:.4g} eV/Å, rank correlation with |force error| "
+                     f"{m['sigma_error_spearman']:.3f}")
     return lines

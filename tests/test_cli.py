@@ -120,3 +120,28 @@ def test_bad_config_key_is_named(tmp_path, data_file, capsys):
 def test_deploy_missing_checkpoint(tmp_path, capsys):
     assert main(["deploy", str(tmp_path / "nope.pt"), "-o", str(tmp_path / "m.pt")]) == 2
     assert "nope.pt" in capsys.readouterr().err
+
+
+def test_eval_uncertainty_sigma_is_the_calculators(tmp_path, data_file, config_file, capsys):
+    """`mlal eval --uncertainty`: σ is the ASE calculator's per-atom σ; its rank correlation with the error."""
+    from ase_calculators import MlalCalculator
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data_file), "--out", str(out), "--config", str(config_file),
+                 "--ensemble", "3", "--epochs", "2", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out / "model.pt"), str(data_file), "--uncertainty", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    res = json.loads(lines[-1])
+    assert any(line.startswith("sigma :") for line in lines)
+    sigma, err = [], []
+    for a in ase.io.read(str(data_file), ":"):
+        ref = a.get_forces()
+        a.calc = MlalCalculator(str(out / "model.pt"))
+        a.get_potential_energy()
+        sigma.append(a.calc.results["sigma"])
+        err.append(np.linalg.norm(a.calc.results["forces"] - ref, axis=1))
+    sigma, err = np.concatenate(sigma), np.concatenate(err)
+    assert sigma.min() > 0
+    assert res["sigma_mean"] == pytest.approx(sigma.mean(), rel=1e-6)
+    rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731
+    assert res["sigma_error_spearman"] == pytest.approx(np.corrcoef(rank(sigma), rank(err))[0, 1], abs=1e-6)

@@ -12,6 +12,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object on the last line")
     p.add_argument("--plot", metavar="parity.png", help="write a parity plot")
     p.add_argument("--batch-size", type=int, default=16, help="structures per model call")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="also report how the ensemble spread σ ranks the force errors (sigma_error_spearman)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate, format_metrics
     try:
         items = read_structures(args.data)
-        m = evaluate(args.model, items, batch_size=args.batch_size, plot=args.plot)
+        m = evaluate(args.model, items, batch_size=args.batch_size, plot=args.plot,
+                     uncertainty=args.uncertainty)
     except (DataError, ModelFormatError, ValueError) as exc:
         print(f"mlal eval: error: {exc}", file=sys.stderr)
         return 2
