@@ -16,9 +16,8 @@ import torch
 from .data.graph import collate, to_graph
 from .data.io import Labelled
 from .deploy import DTYPES, load_model
-from .deploy.host import forces_from_edges
-
-GPA = 160.21766208
+from .deploy.host import force_sigma, forces_from_edges
+from .train.loss import GPA
 
 
 def _module(model):
@@ -51,7 +50,7 @@ def predict_structures(model, structures: Sequence[Labelled], batch_size: int = 
         out = module(b.species, b.edge_index, b.edge_vec, n, uncertainty)
         if uncertainty:
             fk = forces_from_edges(out["member_edge_grad"].double(), b.edge_index, n)    # [K, n, 3]
-            sig.append(torch.sqrt(((fk - fk.mean(0)) ** 2).sum(2).mean(0)).numpy())
+            sig.append(force_sigma(fk).numpy())
         ae = out["atom_energy"].double()
         g = out["edge_grad"].double()
         G = b.n_graphs

@@ -458,9 +458,7 @@ class Campaign:
                  model_version=st["model_version"], ranks=1 if self.comm is None else self.comm.Get_size())
         if self.root:
             self.store.truncate_thermo(d.step)
-            progress._last_step = d.step
-            if progress.bar is not None:
-                progress.bar.n = d.step
+            progress.restart_at(d.step)
         d.skip_break_until = st.get("skip_break_until") or -1
         return d
 
@@ -487,7 +485,7 @@ class Campaign:
             failed_at = d.step
         except Exception:  # noqa: BLE001
             failed_at = None
-        cands = d._read_candidates() if self.root else []
+        cands = d.read_candidates() if self.root else []
         d.close()
         plan = None
         if self.root:

@@ -119,6 +119,7 @@ class LammpsDriver:
         self.candidates_file = str(candidates_file)
         self.skip_break_until = -1          # break checks ignored up to this step (see Campaign)
         self._need_setup = True
+        self._fix_breaks = True             # whether fix mlal/extrapolation has a break threshold
         self._last = {"step": -1, "gamma_max": 0.0, "sigma_max": 0.0}
         self._callback_error: Optional[BaseException] = None
         self._calc = None
@@ -218,10 +219,10 @@ class LammpsDriver:
             self.cmd(f"thermo {n}")               # the pause reads the last thermo output
             if self.backend == "plugin":
                 self.cmd("unfix mlal_x")
-                self._extrapolation_fix(with_break=getattr(self, "_fix_breaks", True))
+                self._extrapolation_fix(with_break=self._fix_breaks)
         self._need_setup = True
 
-    def _read_candidates(self) -> List[Atoms]:
+    def read_candidates(self) -> List[Atoms]:
         """Frames the fix appended since the last call (root rank; others get [])."""
         import ase.io
         if self.rank != 0 or not os.path.exists(self.candidates_file):
@@ -409,7 +410,7 @@ class LammpsDriver:
                     raise DriverError(f"LAMMPS run failed at step {self.step}: {exc}") from None
                 self._need_setup = False
                 row = self._measure()
-                candidates += self._read_candidates()
+                candidates += self.read_candidates()
                 n_cand = len(candidates) if self.comm is None else self.comm.bcast(len(candidates), root=0)
                 brk = bool(row.pop("stopped")) and want_break
                 if brk or self.step % self.thermo_every == 0 or self.step >= until:

@@ -19,9 +19,17 @@ class Progress:
             from tqdm import tqdm
             self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
         self._last_step = initial
+        self.gmax = 0.0
+
+    def restart_at(self, step: int) -> None:
+        """The MD (re)starts at ``step`` (a resume or a rollback): the bar shows it from there."""
+        self._last_step = step
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.refresh()
 
     def row(self, row: Dict[str, Any]) -> None:
-        self.gmax = max(getattr(self, "gmax", 0.0), float(row.get("gamma_max", 0.0)))
+        self.gmax = max(self.gmax, float(row.get("gamma_max", 0.0)))
         if not self.enabled:
             return
         if self.bar is not None:
@@ -34,7 +42,7 @@ class Progress:
         """One progress line: steps simulated vs requested, iteration, labels, max γ since the last line."""
         self.line(f"step {step}/{self.total} ({100.0 * step / max(1, self.total):.0f}%), "
                   f"iteration {self.info.get('iteration', 0)}, otf labels {self.info.get('labels', 0)}, "
-                  f"max γ {getattr(self, 'gmax', 0.0):.2f}{'; ' + what if what else ''}")
+                  f"max γ {self.gmax:.2f}{'; ' + what if what else ''}")
         self.gmax = 0.0
 
     def line(self, text: str) -> None:

@@ -8,9 +8,9 @@ Energies in eV, forces in eV/Å, stress in ASE's convention (eV/Å³, Voigt
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
-import os
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import ase.io

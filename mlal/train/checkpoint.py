@@ -90,9 +90,6 @@ def load_checkpoint(path: Union[str, Path]) -> Tuple[EnsembleModel, TrainConfig,
     return model, cfg, state
 
 
-# ---------------------------------------------------------------------- loss
-
-
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file, then rename: a kill never leaves half a file."""
     tmp = path.with_name(path.name + ".tmp")
