@@ -104,6 +104,9 @@ class EnsembleModel(nn.Module):
         # multiplicities of the unique components of symmetric rank-2 and rank-3 tensors
         self.register_buffer("sym2_weight", torch.tensor([1.0, 1.0, 1.0, 2.0, 2.0, 2.0]))
         self.register_buffer("sym3_weight", torch.tensor([1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 6.0]))
+        self.register_buffer("pair12_a", torch.arange(self.c1).repeat_interleave(self.c2), persistent=False)
+        self.register_buffer("pair12_b", torch.arange(self.c2).repeat(self.c1), persistent=False)
+        self.register_buffer("species_onehot", torch.eye(len(species)), persistent=False)
         # rank-2 unique components as products u_a u_b, rank 3 as (rank-2 component) * u_c
         self.register_buffer("rank2_a", torch.tensor([0, 1, 2, 1, 0, 0]), persistent=False)
         self.register_buffer("rank2_b", torch.tensor([0, 1, 2, 2, 2, 1]), persistent=False)
@@ -140,8 +143,11 @@ class EnsembleModel(nn.Module):
 
         Symmetric tensors are stored by their unique components: rank 2 as
         ``xx yy zz yz xz xy`` and rank 3 as ``xxx yyy zzz xxy xxz yyx yyz zzx zzy xyz``.
-        Edges are laid out per centre (padded to the largest neighbour count) so
-        that the sums over neighbours are one batched matrix product.
+        The neighbour sums are taken over the fixed basis first,
+        ``Q_i[s, b, a] = Σ_{j of species s} T_b(r_ij) f_c(r_ij) û_ij^a`` (edges laid out
+        per centre, padded, one batched matrix product), and the learned radial
+        channel weights mix ``Q`` per centre afterwards: the same function as
+        mixing per edge, with no parameters at the edge level.
         """
         i = edge_index[0]
         j = edge_index[1]
@@ -155,15 +161,11 @@ class EnsembleModel(nn.Module):
         d = torch.sqrt((edge_vec * edge_vec).sum(dim=1))
         u = edge_vec / d.unsqueeze(1)
         basis = chebyshev_basis(d, self.cutoff, self.n_basis, self.r_min)  # [E, B]
-        if self.n_species == 1:
-            radial = basis @ self.radial_weight[0]
-        else:
-            pair = species[i] * self.n_species + species[j]
-            radial = torch.zeros(n_edges, self.n_channels, dtype=basis.dtype, device=basis.device)
-            for p in range(self.n_species * self.n_species):
-                sel = (pair == p).nonzero().squeeze(1)
-                if sel.numel() > 0:
-                    radial = radial.index_copy(0, sel, basis.index_select(0, sel) @ self.radial_weight[p])
+        S, B = self.n_species, self.n_basis
+        if S > 1:   # basis functions of neighbour species s go to block s: [E, S*B]
+            sj = species.index_select(0, j)
+            basis = (basis.unsqueeze(1) * self.species_onehot.index_select(0, sj).unsqueeze(2)).reshape(
+                n_edges, S * B)
         u2 = u.index_select(1, self.rank2_a) * u.index_select(1, self.rank2_b)   # xx yy zz yz xz xy
         u3 = u2.index_select(1, self.rank3_a) * u.index_select(1, self.rank3_b)  # xxx yyy zzz xxy ... xyz
         ang = torch.cat([torch.ones_like(d).unsqueeze(1), u, u2, u3], dim=1)     # [E, 20]
@@ -172,11 +174,17 @@ class EnsembleModel(nn.Module):
         first = torch.cumsum(counts, 0) - counts
         slot = torch.arange(n_edges, device=i.device) - first.index_select(0, i)
         flat = i * n_max + slot
-        r_pad = torch.zeros(n * n_max, self.n_channels, dtype=radial.dtype, device=radial.device)
+        b_pad = torch.zeros(n * n_max, S * B, dtype=basis.dtype, device=basis.device)
         a_pad = torch.zeros(n * n_max, 20, dtype=ang.dtype, device=ang.device)
-        r_pad = r_pad.index_copy(0, flat, radial).view(n, n_max, self.n_channels)
+        b_pad = b_pad.index_copy(0, flat, basis).view(n, n_max, S * B)
         a_pad = a_pad.index_copy(0, flat, ang).view(n, n_max, 20)
-        m = torch.bmm(r_pad.transpose(1, 2), a_pad)                                 # [n, C, 20]
+        q = torch.bmm(b_pad.transpose(1, 2), a_pad)                              # [n, S*B, 20]
+        # channel mixing per centre: M[c, a] = Σ_{s,b} W[s_i, s, b, c] Q[s, b, a]
+        w = self.radial_weight.view(S, S * B, self.n_channels)
+        if S == 1:
+            m = torch.matmul(w[0].t(), q)                                        # [n, C, 20]
+        else:
+            m = torch.bmm(w.index_select(0, species[:n]).transpose(1, 2), q)
         c0, c1, c2, c3 = self.c0, self.c1, self.c2, self.c3
         return [m[:, :c0, 0], m[:, c0:c0 + c1, 1:4], m[:, c0 + c1:c0 + c1 + c2, 4:10],
                 m[:, c0 + c1 + c2:, 10:20]]
@@ -184,25 +192,19 @@ class EnsembleModel(nn.Module):
     def invariants(self, m: List[torch.Tensor]) -> torch.Tensor:
         """Rotation-invariant contractions ``[n, n_features]`` of the moments."""
         m0, m1, m2s, m3s = m[0], m[1], m[2], m[3]
-        n = m0.shape[0]
-        g1 = torch.bmm(m1, m1.transpose(1, 2))                                   # [n, c1, c1]
+        # Only the pairs that are kept (upper triangles, all rank-1 x rank-2 pairs), as
+        # elementwise products summed over the components: cheaper than tiny batched matmuls.
         w2 = m2s * self.sym2_weight
-        g2 = torch.bmm(w2, m2s.transpose(1, 2))                                  # M2_a : M2_b
-        g3 = torch.bmm(m3s * self.sym3_weight, m3s.transpose(1, 2))              # M3_a ⋮ M3_b
+        g1 = (m1.index_select(1, self.triu1_r) * m1.index_select(1, self.triu1_c)).sum(2)
+        g2 = (w2.index_select(1, self.triu2_r) * m2s.index_select(1, self.triu2_c)).sum(2)   # M2_a : M2_b
+        g3 = (m3s.index_select(1, self.triu3_r) * (m3s * self.sym3_weight).index_select(1, self.triu3_c)).sum(2)
         p1 = m1.index_select(2, self.rank2_a) * m1.index_select(2, self.rank2_b)  # M1_a ⊗ M1_a, unique
-        t12 = torch.bmm(p1, w2.transpose(1, 2)).reshape(n, self.c1 * self.c2)    # M1_a·M2_b·M1_a
+        t12 = (p1.index_select(1, self.pair12_a) * w2.index_select(1, self.pair12_b)).sum(2)  # M1_a·M2_b·M1_a
         a, b, c = m2s[:, :, 0], m2s[:, :, 1], m2s[:, :, 2]
         d, e, f = m2s[:, :, 3], m2s[:, :, 4], m2s[:, :, 5]
         t222 = (a * a * a + b * b * b + c * c * c + 3.0 * ((a + b) * f * f + (a + c) * e * e + (b + c) * d * d)
                 + 6.0 * d * e * f)                                               # tr(M2³), M2 symmetric
-        return torch.cat([
-            m0,
-            g1[:, self.triu1_r, self.triu1_c],
-            g2[:, self.triu2_r, self.triu2_c],
-            g3[:, self.triu3_r, self.triu3_c],
-            t12,
-            t222,
-        ], dim=1)
+        return torch.cat([m0, g1, g2, g3, t12, t222], dim=1)
 
     def latent(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                n_local: int) -> torch.Tensor:
