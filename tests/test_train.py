@@ -151,6 +151,38 @@ def test_rotating_member_loss_is_mean_and_one_member(data):
         TrainConfig(force_members="some")
 
 
+@pytest.mark.parametrize("member", [None, 1])
+def test_step_split_over_processes_equals_whole_batch(data, member):
+    """Splitting a batch over processes gives the whole batch's loss and gradient (bootstrap weights too)."""
+    from mlal.train.parallel import GradientStep, split_batch
+    graphs = [to_graph(d, {"Cu": 0}, 4.0) for d in data[:5]]
+    graphs[1].stress = None                      # a missing label in one part only
+    cfg = TrainConfig(**dict(TINY, n_members=3, stress_weight=0.5, batch_size=5))
+    model = build_model(cfg, ["Cu"]).double()
+    params = list(model.parameters())
+    w = torch.tensor(np.random.default_rng(0).integers(0, 3, (3, 5)), dtype=torch.float64)
+    loss, _ = batch_loss(model, collate(graphs), cfg, w, member)
+    ref = torch.autograd.grad(loss, params, allow_unused=True)
+    with torch.no_grad():                        # the workers must see parameters changed after they started
+        model.latent_bias.add_(0.1)
+    for processes in (1, 2, 3):
+        step = GradientStep(model, graphs, cfg.replace(processes=processes), torch.float64)
+        with torch.no_grad():
+            model.latent_bias.sub_(0.1)
+        assert len(split_batch(graphs, processes)) == processes == step.processes
+        got = step([0, 1, 2, 3, 4], w, member)
+        step.close()
+        with torch.no_grad():
+            model.latent_bias.add_(0.1)
+        assert got == pytest.approx(float(loss.detach()), rel=1e-12)
+        for p, r in zip(params, ref):
+            assert (p.grad is None) == (r is None)
+            if r is not None:
+                assert torch.allclose(p.grad, r, rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match="processes"):
+        TrainConfig(processes=-1)
+
+
 def test_exported_model_equals_eager_best_weights(trained, data):
     result, out = trained
     module = load_model(result.model_path)

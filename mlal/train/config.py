@@ -32,7 +32,9 @@ class TrainConfig:
     score) or ``"constant"``; ``ema_decay`` keeps an exponential moving
     average of the weights (validated, kept and exported; 0 disables);
     early stopping after ``patience`` epochs without improvement; ``max_time``
-    (s) stops and keeps the best weights.
+    (s) stops and keeps the best weights. ``processes`` split each batch's
+    structures over that many processes (0: one per CPU core, at most
+    ``batch_size``; :mod:`mlal.train.parallel`).
 
     Ensemble: each member's head has its own seed-driven initialisation; with
     ``bootstrap`` each member also sees its own bootstrap resample of the
@@ -71,6 +73,7 @@ class TrainConfig:
     force_members: str = "rotating"
     seed: int = 0
     max_time: Optional[float] = 900.0
+    processes: int = 0
     dtype: str = "float32"
     export_dtype: str = "float64"
 
@@ -92,6 +95,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {DTYPES}, got {getattr(self, name)!r}")
         if self.cutoff <= 0:
             raise ValueError(f"cutoff must be > 0 Å, got {self.cutoff}")
+        if self.processes < 0:
+            raise ValueError(f"processes must be >= 0 (0: one per CPU core), got {self.processes}")
         for name in ("n_members", "n_basis", "latent", "hidden", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

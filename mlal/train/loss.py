@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from typing import Dict, Optional, Sequence, Tuple
 
+import numpy as np
+
 import torch
 
 from ..data.graph import Batch, Graph, collate
@@ -18,44 +20,71 @@ from .predict import predict
 GPA = 160.21766208           # eV/Å³ -> GPa
 
 
+def _loss_weights(b: Batch, K: int, weights: Optional[torch.Tensor], member: Optional[int],
+                  dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-structure weights of every label: energy ``[K, G]``, force ``[K', N]``, stress ``[K', G]``."""
+    e_mask = ~torch.isnan(b.energy)
+    f_mask = ~torch.isnan(b.forces[:, 0])
+    s_mask = ~torch.isnan(b.stress[:, 0]) & (b.volume > 0)
+    w = torch.ones(K, b.n_graphs, dtype=dtype) if weights is None else weights.to(dtype)
+    wd = w if member is None else torch.stack([torch.ones_like(w[0]), w[member]])   # rows of p["forces"]
+    return w * e_mask.to(dtype), wd[:, b.graph_of_atom] * f_mask.to(dtype), wd * s_mask.to(dtype), w
+
+
+def loss_denominators(graphs: Sequence[Graph], K: int, weights: Optional[torch.Tensor] = None,
+                      member: Optional[int] = None) -> Dict[str, float]:
+    """How many (weighted) energy, force and stress labels each MSE of :func:`batch_loss` divides by.
+
+    ``weights`` ``[K, len(graphs)]``. For the batch of ``graphs``, or for a batch
+    split in parts (:mod:`mlal.train.parallel`): with the whole batch's counts the
+    parts' losses add up to the whole batch's loss.
+    """
+    w = np.ones((K, len(graphs))) if weights is None else weights.double().numpy()
+    wd = w if member is None else np.stack([np.ones(len(graphs)), w[member]])
+    has_e = np.array([g.energy is not None and g.energy == g.energy for g in graphs], dtype=float)
+    n_f = np.array([g.n_atoms if g.forces is not None else 0 for g in graphs], dtype=float)
+    has_s = np.array([g.stress is not None and g.volume > 0 for g in graphs], dtype=float)
+    return {"e": float((w * has_e).sum()), "f": 3.0 * float((wd * n_f).sum()), "s": 6.0 * float((wd * has_s).sum())}
+
+
 def batch_loss(model: EnsembleModel, b: Batch, cfg: TrainConfig,
                weights: Optional[torch.Tensor] = None,
-               member: Optional[int] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
+               member: Optional[int] = None,
+               denominators: Optional[Dict[str, float]] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
     """Weighted MSE loss averaged over members. ``weights`` [K, G] are bootstrap counts (None: all 1).
 
     Energies are fitted for every member (they cost no extra backward pass).
     Forces and stress: with ``member=None`` every member's (K backward passes
     through the descriptor); with ``member=j`` the ensemble mean's and member
     ``j``'s, half each (two passes: the trainer rotates ``j`` over the steps).
+    ``denominators`` (:func:`loss_denominators` of a whole batch) make this the
+    share of that batch's loss when ``b`` is a part of it.
     """
-    e_mask = ~torch.isnan(b.energy)
-    f_mask = ~torch.isnan(b.forces[:, 0])
-    s_mask = ~torch.isnan(b.stress[:, 0]) & (b.volume > 0)
-    want_stress = cfg.stress_weight > 0 and bool(s_mask.any())
+    K = model.n_members
+    dtype = b.edge_vec.dtype
+    we, wf, ws, w = _loss_weights(b, K, weights, member, dtype)
+    if denominators is None:
+        den = {"e": float(we.sum()), "f": 3.0 * float(wf.sum()), "s": 6.0 * float(ws.sum())}
+    else:
+        den = denominators
+    want_stress = cfg.stress_weight > 0 and bool((ws > 0).any())
     p = predict(model, b, create_graph=True, stress=want_stress, members=True if member is None else member)
-    K = p["member_energy"].shape[0]
-    dtype = p["member_energy"].dtype
-    w = torch.ones(K, b.n_graphs, dtype=dtype) if weights is None else weights.to(dtype)
-    wd = w if member is None else torch.stack([torch.ones_like(w[0]), w[member]])   # rows of p["forces"]
     n = b.n_atoms.to(dtype)
     loss = torch.zeros((), dtype=dtype)
     parts: Dict[str, float] = {}
-    if cfg.energy_weight > 0 and bool(e_mask.any()):
+    if cfg.energy_weight > 0 and bool((we > 0).any()):
         de = (p["member_energy"] - torch.nan_to_num(b.energy)) / n
-        we = w * e_mask.to(dtype)
-        le = (we * de * de).sum() / we.sum().clamp_min(1.0)
+        le = (we * de * de).sum() / max(den["e"], 1.0)
         loss = loss + cfg.energy_weight * le
         parts["e"] = float(le.detach())
-    if cfg.force_weight > 0 and bool(f_mask.any()):
+    if cfg.force_weight > 0 and bool((wf > 0).any()):
         df = p["forces"] - torch.nan_to_num(b.forces)
-        wf = wd[:, b.graph_of_atom] * f_mask.to(dtype)
-        lf = (wf * (df * df).sum(2)).sum() / (3.0 * wf.sum().clamp_min(1.0))
+        lf = (wf * (df * df).sum(2)).sum() / max(den["f"], 3.0)
         loss = loss + cfg.force_weight * lf
         parts["f"] = float(lf.detach())
     if want_stress:
         ds = (p["stress"] - torch.nan_to_num(b.stress)) * GPA
-        ws = wd * s_mask.to(dtype)
-        ls = (ws * (ds * ds).sum(2)).sum() / (6.0 * ws.sum().clamp_min(1.0))
+        ls = (ws * (ds * ds).sum(2)).sum() / max(den["s"], 6.0)
         loss = loss + cfg.stress_weight * ls
         parts["s"] = float(ls.detach())
     return loss, parts

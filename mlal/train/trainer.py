@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from ..data.graph import collate, to_graph
+from ..data.graph import to_graph
 from ..data.io import Labelled, as_labelled, data_provenance, infer_species
 from ..deploy import DTYPES, export_model
 from ..nn.model import EnsembleModel
@@ -40,7 +40,8 @@ from .checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, atomic_save, bui
                          model_from_init, model_from_state)
 from .config import TrainConfig
 from .history import plot_learning_curve, write_log
-from .loss import batch_loss, errors, validation_score
+from .loss import errors, validation_score
+from .parallel import GradientStep
 from .prepare import fit_feature_normalization, fit_reference_energies, rebuild_active_set
 
 
@@ -162,6 +163,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
     params = [p for p in model.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = [p.detach().clone() for p in params] if cfg.ema_decay > 0 else None
+    grad_step = GradientStep(model, train_g, cfg, dtype)
     history: List[Dict[str, Any]] = []
     epoch0, step, best_score, best_epoch, bad_epochs = 0, 0, float("inf"), -1, 0
     lr_scale, plateau_bad, plateau_best = 1.0, 0, float("inf")
@@ -240,12 +242,9 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
         timed_out = False
         for start in range(0, len(order), cfg.batch_size):
             sel = order[start:start + cfg.batch_size]
-            b = collate([train_g[k] for k in sel], dtype=dtype)
             w = None if boot is None else torch.as_tensor(boot[:, sel])
             member = None if cfg.force_members == "all" or K == 1 else step % K
-            loss, _ = batch_loss(model, b, cfg, w, member)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = grad_step(sel, w, member)
             if cfg.grad_clip and cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
@@ -255,7 +254,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
                 with torch.no_grad():
                     for e, p in zip(ema, params):
                         e.mul_(d).add_(p.detach(), alpha=1.0 - d)
-            tot += float(loss.detach())
+            tot += loss
             nb += 1
             if cfg.max_time is not None and elapsed0 + time.time() - t_start >= cfg.max_time:
                 timed_out = True
@@ -298,6 +297,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
         if timed_out:
             stopped = "max_time"
             break
+    grad_step.close()
     if bar is not None:
         bar.close()
 
