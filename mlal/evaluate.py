@@ -16,7 +16,7 @@ import torch
 from .data.graph import collate, to_graph
 from .data.io import Labelled
 from .deploy import DTYPES, load_model
-from .deploy.host import force_sigma, forces_from_edges
+from .deploy.host import force_sigma, forces_from_edges, stress_from_edges
 from .train.loss import GPA
 
 
@@ -56,12 +56,8 @@ def predict_structures(model, structures: Sequence[Labelled], batch_size: int = 
         G = b.n_graphs
         energy = torch.zeros(G, dtype=torch.float64).index_add_(0, b.graph_of_atom, ae)
         forces = forces_from_edges(g, b.edge_index, n)
-        rg = b.edge_vec.double().unsqueeze(2) * g.unsqueeze(1)           # r ⊗ g = -virial contribution
-        w = torch.zeros(G, 3, 3, dtype=torch.float64).index_add_(0, b.graph_of_edge, rg)
-        w = 0.5 * (w + w.transpose(1, 2))
         vol = b.volume.double()
-        s = w / torch.where(vol > 0, vol, torch.ones_like(vol)).view(-1, 1, 1)
-        stress = torch.stack([s[:, 0, 0], s[:, 1, 1], s[:, 2, 2], s[:, 1, 2], s[:, 0, 2], s[:, 0, 1]], dim=1)
+        stress = stress_from_edges(g, b.edge_vec.double(), b.graph_of_edge, vol)
         stress[vol <= 0] = float("nan")
         na = b.n_atoms.double()
         e_pred.append((energy / na).numpy()); e_ref.append((b.energy.double() / na).numpy())

@@ -11,7 +11,7 @@ from typing import Dict, List, Union
 import torch
 
 from ..data.graph import Batch
-from ..deploy.host import forces_from_edges
+from ..deploy.host import forces_from_edges, stress_from_edges
 from ..nn.model import EnsembleModel
 
 
@@ -47,11 +47,5 @@ def predict(model: EnsembleModel, batch: Batch, create_graph: bool = False,
     out = {"energy": chosen, "member_energy": energy,
            "forces": forces_from_edges(edge_grad, batch.edge_index, n), "latent": h}
     if stress:
-        rg = edge_vec.unsqueeze(0).unsqueeze(3) * edge_grad.unsqueeze(2)   # [K', E, 3, 3]: r ⊗ g
-        w = torch.zeros(edge_grad.shape[0], G, 3, 3, dtype=rg.dtype).index_add_(1, batch.graph_of_edge, rg)
-        w = 0.5 * (w + w.transpose(2, 3))
-        vol = torch.where(batch.volume > 0, batch.volume, torch.ones_like(batch.volume))
-        s = w / vol.view(1, -1, 1, 1)
-        out["stress"] = torch.stack([s[..., 0, 0], s[..., 1, 1], s[..., 2, 2],
-                                     s[..., 1, 2], s[..., 0, 2], s[..., 0, 1]], dim=-1)
+        out["stress"] = stress_from_edges(edge_grad, edge_vec, batch.graph_of_edge, batch.volume)
     return out
