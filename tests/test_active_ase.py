@@ -6,7 +6,6 @@ import json
 import textwrap
 
 import numpy as np
-import pytest
 from ase.calculators.emt import EMT
 
 from mlal.active.ase_driver import AseDriver
@@ -111,6 +110,25 @@ def test_ase_campaign_learns_and_finishes(tmp_path):
     assert write_report(CampaignStore(camp)).stat().st_size > 1000
     steps = [r["step"] for r in map(json.loads, open(camp / "thermo.jsonl")) if r.get("event") != "break"]
     assert steps == sorted(set(steps)) and steps[-1] == 24
+
+
+def test_spent_budget_continues_without_labelling(tmp_path):
+    """``budget.when_spent: continue``: once the oracle budget is spent the MD runs to the end, breaks ignored."""
+    cfg = campaign_cfg(tmp_path, script=GENTLE, budget={"max_oracle_calls": 4, "when_spent": "continue"})
+    cfg["selection"].update(gamma_select=1.0001, gamma_break=1.001)      # break at nearly every check
+    summary = Campaign(cfg).run()
+    assert summary["step_reached"] == 24
+    assert summary["budget_spent"] == "budget.max_oracle_calls (4) reached"
+    assert summary["oracle_calls"]["initial"] == 3 and summary["oracle_calls"]["otf"] <= 1
+    journal = [json.loads(line) for line in open(tmp_path / "camp" / "journal.jsonl")]
+    spent = [r for r in journal if r["event"] == "decision" and r.get("what") == "budget_spent"]
+    assert len(spent) == 1
+    # the default stops instead
+    (tmp_path / "stop").mkdir()
+    cfg = campaign_cfg(tmp_path / "stop", script=GENTLE, budget={"max_oracle_calls": 4})
+    cfg["selection"].update(gamma_select=1.0001, gamma_break=1.001)
+    summary = Campaign(cfg).run()
+    assert summary["step_reached"] < 24 and summary["stop_reason"] == "budget.max_oracle_calls (4) reached"
 
 
 def test_oracle_failures_are_recorded_and_skipped(tmp_path):

@@ -61,6 +61,7 @@ def test_good_config_gets_defaults(tmp_path):
     ({"retraining": {"cutoff": -1.0}}, "retraining.cutoff"),
     ({"training": {"species": ["Cu"]}}, "training.species"),
     ({"budget": {"max_oracle_calls": -2}}, "budget.max_oracle_calls"),
+    ({"budget": {"when_spent": "pause"}}, "budget.when_spent"),
     ({"engine": "gromacs"}, "engine"),
 ])
 def test_bad_config_names_the_key(changes, key, tmp_path):

@@ -20,8 +20,6 @@ that very step. Every ``check_every`` completed steps, configurations with
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional

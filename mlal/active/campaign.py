@@ -17,7 +17,7 @@ in one campaign directory (see :mod:`mlal.active.store`). Its phases, kept in
 
 A LAMMPS run that fails between two γ checks (lost atoms, a model error) is
 rolled back to the last restart file and re-run with γ checked at every step
-up to the failed step (see :meth:`Campaign._rollback`).
+up to the failed step (see :mod:`mlal.active.pauses`).
 
 Every transition is journalled and written before the next side effect, so a
 campaign killed at any point (``kill -9``) and started again with the same
@@ -38,21 +38,18 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 from ase import Atoms
 
 from .config import ConfigError, load_config
 from .labelling import Labeller, default_workers
+from .pauses import CampaignError, PauseHandling
 from .lammps_driver import DriverError
 from .progress import Progress
-from .store import CampaignStore, atomic_write_extxyz, atomic_write_text, read_extxyz
+from .store import CampaignStore, atomic_write_text, read_extxyz
 from .structures import existing_labels, oracle_md_frames, structures_from
-
-
-class CampaignError(RuntimeError):
-    """The campaign cannot go on (with the reason)."""
 
 
 def trainer():
@@ -88,7 +85,7 @@ def _ase_serial() -> None:
     ase.parallel.world = ase.parallel.DummyMPI()
 
 
-class Campaign:
+class Campaign(PauseHandling):
     """One learning-on-the-fly campaign (see the module docstring).
 
     Args:
@@ -299,12 +296,11 @@ class Campaign:
         from .ase_driver import AseDriver
         return AseDriver(st["model_path"], cfg["species"], cfg["ase"]["script"], cfg["ase"]["steps"], **common)
 
-    def _select(self, model_path, candidates: List[Atoms], forced: Optional[int]) -> List[int]:
-        """Indices of the candidates to label (deterministic given model and candidates)."""
+    def _select(self, model_path, candidates: List[Atoms], forced: Optional[int], n: int) -> List[int]:
+        """Indices of at most ``n`` candidates to label (deterministic given model and candidates)."""
         from ..deploy import load_model
         from .selection import select_by_sigma, select_d_optimal
         sel = self.cfg["selection"]
-        n = sel["batch_size"]
         if not candidates:
             return []
         if sel["method"] == "sigma":
@@ -428,6 +424,8 @@ class Campaign:
             plan = self._decide(pause, pending, last_pause, max_iter, wall, progress) if self.root else None
             plan = self.bcast(plan)
             last_pause = plan["last_pause"]
+            if plan["drop_pending"]:
+                pending.clear()                  # the labelling budget is spent (budget.when_spent: continue)
             # every rank writes the restart (collective under MPI); then rank 0 records it
             d.write_restart(Path(plan["restart"]))
             if self.root:
@@ -462,140 +460,16 @@ class Campaign:
         d.skip_break_until = st.get("skip_break_until") or -1
         return d
 
-    def _enter_label(self, it: int, candidates: List[Atoms], forced: Optional[int], **state) -> None:
-        """Root: save the candidates of iteration ``it`` and switch the state to ``label``."""
-        cand_file = Path(self.cfg["workdir"]) / "md" / f"it{it:03d}_candidates.extxyz"
-        atomic_write_extxyz(cand_file, candidates)
-        self.state.update(phase="label", iteration=it, candidates=str(cand_file), forced=forced, **state)
-        self.state.pop("selected", None)
-        self.save_state()
-
-    def _rollback(self, d, exc: Exception, pending: List[Atoms]):
-        """The MD failed (a LAMMPS error such as lost atoms, or a non-finite model output).
-
-        Every rank goes back to the last restart file with a fresh LAMMPS instance, and
-        γ/σ are checked at every step until just past the failed step, so that a break
-        catches the extrapolation before it blows the run up. Candidates the fix saved
-        before the failure are labelled first (an iteration from the restart step). The
-        same restart failing more than ``budget.max_rollbacks`` times stops the campaign.
-        Returns the new driver.
-        """
-        cfg, eng = self.cfg, self.cfg[self.cfg["engine"]]
-        try:
-            failed_at = d.step
-        except Exception:  # noqa: BLE001
-            failed_at = None
-        cands = d.read_candidates() if self.root else []
-        d.close()
-        plan = None
-        if self.root:
-            st = self.state
-            back_to = st["md"]["step"]
-            prev = st.get("rollback", {})
-            count = prev.get("count", 0) + 1 if prev.get("step") == back_to else 1
-            if count > cfg["budget"]["max_rollbacks"]:
-                plan = {"error": f"the MD failed {count} times after going back to step {back_to} "
-                                 f"(last failure at step {failed_at}: {exc}); the model is confidently wrong "
-                                 f"there (γ stays below selection.gamma_select = {cfg['selection']['gamma_select']}). "
-                                 f"Lower gamma_select/gamma_break or add such structures to `initial`, "
-                                 f"then `mlal learn --resume {cfg['workdir']}`"}
-            else:
-                fail = back_to + eng["check_every"] if failed_at is None else failed_at
-                st["rollback"] = {"step": back_to, "count": count}
-                st["tight_until"] = fail + eng["check_every"]
-                cands = pending + cands
-                pending.clear()
-                self.log("rollback", failed_at=failed_at, back_to=back_to, count=count, error=str(exc),
-                         check_every=1, until=st["tight_until"], candidates=len(cands))
-                self._progress.line(f"MD failed at step {failed_at} ({exc}); back to step {back_to}, "
-                                    f"checking γ every step up to {st['tight_until']}"
-                                    + (f", labelling {len(cands)} candidates first" if cands else ""))
-                if cands:
-                    it = st["iteration"] + 1
-                    self._enter_label(it, cands, len(cands) - 1)
-                    self.log("pause", iteration=it, reason="failure", step=back_to, gamma_max=None,
-                             sigma_max=None, candidates=len(cands))
-                else:
-                    atomic_write_extxyz(Path(cfg["workdir"]) / "md" / "pending.extxyz", [])
-                    self.save_state()
-                plan = {"error": None}
-        plan = self.bcast(plan)
-        if plan["error"]:
-            if self.root:
-                self.log("stop", reason="md_failure", error=plan["error"])
-            raise CampaignError(plan["error"])
-        self.state = self.bcast(self.state)
-        return self._start_md()               # γ every step: the loop reads state.tight_until
-
-    def _decide(self, pause, pending, last_pause, max_iter, wall, progress) -> Dict[str, Any]:
-        """What to do after a pause (root): learn, continue, skip a re-breaking step, or stop."""
-        cfg = self.cfg
-        eng = cfg[cfg["engine"]]
-        md = Path(cfg["workdir"]) / "md"
-        stop_reason = None
-        learnable = pause.reason in ("break", "candidates")
-        if self.state["iteration"] >= max_iter and learnable:
-            stop_reason = f"budget.max_iterations ({max_iter}) reached"
-        calls = self.oracle_calls("initial") + self.oracle_calls("otf")
-        if calls >= cfg["budget"]["max_oracle_calls"] and learnable:
-            stop_reason = f"budget.max_oracle_calls ({cfg['budget']['max_oracle_calls']}) reached"
-        if wall is not None and time.time() - self.t_start > wall:
-            stop_reason = f"budget.max_wall_time ({wall} s) reached"
-        learn = learnable or (pause.reason == "done" and pending and cfg["selection"]["final_learning"])
-        decision = "stop" if stop_reason else ("learn" if learn else "continue")
-        forced, skip = None, None
-        if pause.reason == "break":
-            same = last_pause.get("step") == pause.step
-            count = last_pause.get("count", 0) + 1 if same else 1
-            if same:
-                forced = len(pending) - 1          # the break configuration itself is labelled
-            if count >= 3 and decision == "learn":
-                decision, skip = "skip", pause.step + eng["check_every"]
-                self.log("decision", what="skip_break", step=pause.step,
-                         why="the same step broke three times; continuing past it")
-            last_pause = {"step": pause.step, "count": count}
-        it = self.state["iteration"] + 1
-        restart = md / (f"it{it:03d}.restart" if decision == "learn" else "checkpoint.restart")
-        return {"decision": decision, "stop_reason": stop_reason, "forced": forced, "skip_break_until": skip,
-                "last_pause": last_pause, "restart": str(restart), "iteration": it}
-
-    def _record(self, plan, pause, pending: List[Atoms]) -> None:
-        """Rank 0, after the restart file is written: candidates, state, journal."""
-        d = self.driver
-        md = Path(self.cfg["workdir"]) / "md"
-        self.store.append_thermo(d.take_thermo())
-        if plan["decision"] == "learn":
-            it = plan["iteration"]
-            self._enter_label(it, pending, plan["forced"], last_pause=plan["last_pause"],
-                              md={"restart": plan["restart"], "step": pause.step})
-            self.log("pause", iteration=it, reason=pause.reason, step=pause.step, gamma_max=pause.gamma_max,
-                     sigma_max=pause.sigma_max, candidates=len(pending))
-            self._progress.status(pause.step, f"pause ({pause.reason}, γ {pause.gamma_max:.2f}): "
-                                  f"{len(pending)} candidates")
-            pending.clear()
-            return
-        atomic_write_extxyz(md / "pending.extxyz", pending)
-        self.state["md"] = {"restart": plan["restart"], "step": d.step}
-        self.state["last_pause"] = plan["last_pause"]
-        if plan["decision"] == "skip":
-            self.state["skip_break_until"] = plan["skip_break_until"]
-        if plan["decision"] == "stop":
-            self.state["phase"] = "done"
-            self.state["stop_reason"] = plan["stop_reason"]
-        self.save_state()
-        self.log("decision", what=plan["decision"], reason=pause.reason, step=pause.step,
-                 gamma_max=pause.gamma_max, pending=len(pending), stop_reason=plan["stop_reason"])
-        self._progress.status(d.step, f"{len(pending)} candidates pending")
-        if plan["stop_reason"]:
-            self.log("checkpoint", step=d.step, pending=len(pending))
-
     def _iteration(self, progress: Progress) -> None:
         """Select, label and retrain for the iteration in ``state`` (root only)."""
         st = self.state
         it = st["iteration"]
         cands = read_extxyz(Path(st["candidates"]))
         if "selected" not in st:
-            chosen = self._select(st["model_path"], cands, st.get("forced"))
+            left = self.cfg["budget"]["max_oracle_calls"] - self.oracle_calls("initial") - self.oracle_calls("otf")
+            # never past the oracle budget (but at least one: the break configuration)
+            chosen = self._select(st["model_path"], cands, st.get("forced"),
+                                  max(1, min(self.cfg["selection"]["batch_size"], left)))
             st["selected"] = chosen
             self.save_state()
             self.log("decision", what="select", iteration=it, method=self.cfg["selection"]["method"],
@@ -633,6 +507,7 @@ class Campaign:
                        "otf": self.store.count_labels(kind="otf")},
             "validation": models[-1]["validation"] if models else {},
             "stop_reason": st.get("stop_reason"),
+            "budget_spent": st.get("budget_spent"),
         }
         if self.cfg["report"]:
             try:

@@ -57,7 +57,8 @@ SCHEMA: Dict[str, Dict[str, Any]] = {
     "cluster": {"max_atoms": (int, 200, False), "radius": ((int, float), 6.0, False),
                 "mode": (str, "sphere", False)},
     "budget": {"max_oracle_calls": (int, 1000, False), "max_iterations": (int, 1000, False),
-               "max_wall_time": ((int, float), None, False), "max_rollbacks": (int, 3, False)},
+               "max_wall_time": ((int, float), None, False), "max_rollbacks": (int, 3, False),
+               "when_spent": (str, "stop", False)},
 }
 
 
@@ -153,7 +154,7 @@ def load_config(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
     if kind == "lammps":
         o.setdefault("species", list(species))
         if not isinstance(o["pair_coeff"], (str, list)):
-            raise ConfigError(f"oracle.pair_coeff: must be a string or a list of strings")
+            raise ConfigError("oracle.pair_coeff: must be a string or a list of strings")
     if "workers" in o and (not isinstance(o["workers"], int) or o["workers"] < 1):
         raise ConfigError(f"oracle.workers: must be an integer >= 1, got {o['workers']!r}")
     if "timeout" in o and o["timeout"] is not None and (not isinstance(o["timeout"], (int, float)) or o["timeout"] <= 0):
@@ -224,6 +225,8 @@ def load_config(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
     cfg["budget"] = _check_section(cfg["budget"], "budget", "budget")
     for k in ("max_oracle_calls", "max_iterations", "max_wall_time", "max_rollbacks"):
         _positive(cfg, "budget", k, allow_zero=(k != "max_wall_time"))
+    if cfg["budget"]["when_spent"] not in ("stop", "continue"):
+        raise ConfigError(f"budget.when_spent: must be 'stop' or 'continue', got {cfg['budget']['when_spent']!r}")
     return cfg
 
 

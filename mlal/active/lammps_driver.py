@@ -31,7 +31,6 @@ Units must be ``metal``; atom type k is element ``species[k-1]``.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field

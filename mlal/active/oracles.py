@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
-from ase import Atoms, units
+from ase import units
 from ase.calculators.calculator import Calculator, all_changes
 
 ORACLE_TYPES = ("emt", "lammps", "espresso", "vasp", "python")

@@ -3,7 +3,7 @@ and the validation force error of each model version against oracle calls."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import numpy as np
 

@@ -10,7 +10,6 @@ the same protocol (other velocities), and writes ``report.png``.
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import yaml

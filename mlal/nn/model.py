@@ -185,7 +185,7 @@ class EnsembleModel(nn.Module):
             m = torch.matmul(w[0].t(), q)                                        # [n, C, 20]
         else:
             m = torch.bmm(w.index_select(0, species[:n]).transpose(1, 2), q)
-        c0, c1, c2, c3 = self.c0, self.c1, self.c2, self.c3
+        c0, c1, c2 = self.c0, self.c1, self.c2
         return [m[:, :c0, 0], m[:, c0:c0 + c1, 1:4], m[:, c0 + c1:c0 + c1 + c2, 4:10],
                 m[:, c0 + c1 + c2:, 10:20]]
 

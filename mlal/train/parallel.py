@@ -20,7 +20,6 @@ import multiprocessing as mp
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 
 from ..data.graph import Graph, collate
