@@ -183,6 +183,39 @@ def test_step_split_over_processes_equals_whole_batch(data, member):
         TrainConfig(processes=-1)
 
 
+def test_killed_trainer_leaves_no_worker_processes(tmp_path):
+    """``kill -9`` of the training process: its gradient workers see their pipe close and leave."""
+    import os
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "kill.py"
+    script.write_text(
+        "import os, sys, torch\n"
+        f"sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+        "from test_train import emt_structures, TINY\n"
+        "from mlal.data.graph import to_graph\n"
+        "from mlal.train import TrainConfig\n"
+        "from mlal.train.checkpoint import build_model\n"
+        "from mlal.train.parallel import GradientStep\n"
+        "gs = [to_graph(d, {'Cu': 0}, 4.0) for d in emt_structures(6)]\n"
+        "cfg = TrainConfig(**dict(TINY, processes=3, batch_size=6))\n"
+        "step = GradientStep(build_model(cfg, ['Cu']).double(), gs, cfg, torch.float64)\n"
+        "step(range(6), None, None)\n"
+        "print(' '.join(str(p.pid) for p in step.workers), flush=True)\n"
+        "os.kill(os.getpid(), 9)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 2, out.stderr
+    deadline = time.time() + 20
+    alive = pids
+    while alive and time.time() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in pids if os.path.exists(f"/proc/{p}") and "zombie" not in
+                 open(f"/proc/{p}/status").read().lower()]
+    assert not alive
+
+
 def test_exported_model_equals_eager_best_weights(trained, data):
     result, out = trained
     module = load_model(result.model_path)

@@ -56,7 +56,10 @@ def _part_gradient(model: EnsembleModel, params: List[torch.Tensor], graphs: Seq
     return float(loss.detach()), list(torch.autograd.grad(loss, params, allow_unused=True))
 
 
-def _worker(conn, model: EnsembleModel, graphs: Sequence[Graph], cfg: TrainConfig, dtype: torch.dtype) -> None:
+def _worker(conn, others: list, model: EnsembleModel, graphs: Sequence[Graph], cfg: TrainConfig,
+            dtype: torch.dtype) -> None:
+    for c in others:           # the main process's ends, inherited by the fork: without them, the
+        c.close()              # pipe reports EOF when the main process dies, and the worker leaves
     torch.set_num_threads(1)
     params = list(model.parameters())
     while True:
@@ -97,7 +100,8 @@ class GradientStep:
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
             for _ in range(self.processes - 1):
                 here, there = ctx.Pipe()
-                p = ctx.Process(target=_worker, args=(there, model, self.graphs, cfg, dtype), daemon=True)
+                p = ctx.Process(target=_worker, args=(there, self.conns + [here], model, self.graphs, cfg, dtype),
+                                daemon=True)
                 p.start()
                 there.close()
                 self.conns.append(here)
