@@ -9,7 +9,8 @@ Recipe (see :class:`~mlal.train.config.TrainConfig` for every knob):
    over the members (energies of every member; forces and stress of the
    ensemble mean and one rotating member, or of all members, see
    ``force_members``); labels a structure lacks (say stress on Cu) are
-   simply left out of the mean;
+   simply left out of the mean; each batch is split over ``processes``
+   (:mod:`mlal.train.parallel`, one per CPU core by default);
 4. learning-rate schedule (cosine with warm-up, plateau or constant), an
    exponential moving average of the weights, early stopping on the
    validation loss of the ensemble mean; the best (EMA) weights are kept;
