@@ -216,6 +216,26 @@ def test_killed_trainer_leaves_no_worker_processes(tmp_path):
     assert not alive
 
 
+def test_worker_failure_is_reported(data, monkeypatch):
+    """An exception in a gradient worker reaches the trainer with the worker's traceback."""
+    import os
+    from mlal.train import parallel
+    main, real = os.getpid(), parallel._part_gradient
+
+    def failing_in_workers(*args, **kwargs):
+        if os.getpid() != main:
+            raise FloatingPointError("boom in a worker")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(parallel, "_part_gradient", failing_in_workers)
+    graphs = [to_graph(d, {"Cu": 0}, 4.0) for d in data[:4]]
+    cfg = TrainConfig(**dict(TINY, processes=2))
+    step = parallel.GradientStep(build_model(cfg, ["Cu"]).double(), graphs, cfg, torch.float64)
+    with pytest.raises(RuntimeError, match="FloatingPointError: boom in a worker"):
+        step(range(4), None, None)
+    step.close()
+
+
 def test_exported_model_equals_eager_best_weights(trained, data):
     result, out = trained
     module = load_model(result.model_path)

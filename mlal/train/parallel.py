@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import traceback
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -70,14 +71,17 @@ def _worker(conn, others: list, model: EnsembleModel, graphs: Sequence[Graph], c
         if msg is None:
             return
         flat, idx, weights, member, den = msg
-        with torch.no_grad():
-            torch.nn.utils.vector_to_parameters(torch.from_numpy(flat), params)
-        w = None if weights is None else torch.from_numpy(weights)
-        loss, grads = _part_gradient(model, params, [graphs[k] for k in idx], cfg, dtype, w, member, den)
-        present = [g is not None for g in grads]
-        vec = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                         for g, p in zip(grads, params)]) if params else torch.zeros(0)
-        conn.send((loss, vec.numpy(), present))
+        try:
+            with torch.no_grad():
+                torch.nn.utils.vector_to_parameters(torch.from_numpy(flat), params)
+            w = None if weights is None else torch.from_numpy(weights)
+            loss, grads = _part_gradient(model, params, [graphs[k] for k in idx], cfg, dtype, w, member, den)
+            present = [g is not None for g in grads]
+            vec = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                             for g, p in zip(grads, params)]) if params else torch.zeros(0)
+            conn.send((loss, vec.numpy(), present))
+        except Exception:  # noqa: BLE001  (reported by the main process)
+            conn.send(("error", traceback.format_exc(), None))
 
 
 class GradientStep:
@@ -132,7 +136,13 @@ class GradientStep:
         total_loss, grads = _part_gradient(self.model, self.params, [batch[k] for k in groups[0]], self.cfg,
                                            self.dtype, part_w[0], member, den)
         for conn in self.conns[:len(groups) - 1]:
-            loss, vec, present = conn.recv()
+            try:
+                loss, vec, present = conn.recv()
+            except EOFError:
+                raise RuntimeError("a training worker process died (out of memory?); "
+                                   "set `processes: 1` to train in one process") from None
+            if loss == "error":
+                raise RuntimeError(f"a training worker process failed:\n{vec}")
             total_loss += loss
             offset = 0
             for k, p in enumerate(self.params):
