@@ -236,6 +236,20 @@ def test_worker_failure_is_reported(data, monkeypatch):
     step.close()
 
 
+def test_validation_score_uses_mean_absolute_errors():
+    """Best weights are chosen on MAEs (loss weights and units): an outlier's squared error does not decide."""
+    from mlal.train.loss import validation_score
+    cfg = TrainConfig(energy_weight=1000.0, force_weight=1.0, stress_weight=0.01)
+    early = {"energy_mae": 5.65, "force_mae": 0.0966, "stress_mae": 0.486, "loss_energy": 6.0e-5,
+             "loss_force": 0.020, "loss_stress": 0.4}        # Ge, epoch 45: lower RMSE by luck
+    late = {"energy_mae": 4.68, "force_mae": 0.0573, "stress_mae": 0.289, "loss_energy": 9.0e-5,
+            "loss_force": 0.008, "loss_stress": 0.2}         # Ge, epoch 343
+    assert validation_score(late, cfg) < validation_score(early, cfg)
+    assert validation_score(late, cfg) == pytest.approx(1000 * 4.68e-3 ** 2 + 0.0573 ** 2 + 0.01 * 0.289 ** 2)
+    no_stress = dict(late, stress_mae=float("nan"))          # a label the data lacks is left out
+    assert validation_score(no_stress, cfg) == pytest.approx(1000 * 4.68e-3 ** 2 + 0.0573 ** 2)
+
+
 def test_exported_model_equals_eager_best_weights(trained, data):
     result, out = trained
     module = load_model(result.model_path)

@@ -134,10 +134,18 @@ def summarize(acc: Dict[str, float]) -> Dict[str, float]:
 
 
 def validation_score(m: Dict[str, float], cfg: TrainConfig) -> float:
-    """The early-stopping criterion: the loss of the ensemble mean (labels present only)."""
+    """The early-stopping and best-weights criterion, from the ensemble mean's validation errors.
+
+    ``w_E·MAE(E/atom)² + w_F·MAE(F)² + w_S·MAE(σ in GPa)²`` (labels present
+    only): the loss's weights and units, but mean absolute errors, so that one
+    structure the model cannot fit in a small validation set does not decide
+    which epoch is kept (with squared errors, a lucky early epoch on such a set
+    outscored every later one).
+    """
     score = 0.0
-    for key, w in (("energy", cfg.energy_weight), ("force", cfg.force_weight), ("stress", cfg.stress_weight)):
-        v = m.get(f"loss_{key}", float("nan"))
+    for key, w, scale in (("energy", cfg.energy_weight, 1e-3), ("force", cfg.force_weight, 1.0),
+                          ("stress", cfg.stress_weight, 1.0)):
+        v = m.get(f"{key}_mae", float("nan"))
         if w > 0 and v == v:
-            score += w * v
+            score += w * (v * scale) ** 2
     return score
