@@ -9,7 +9,6 @@ import math
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
-
 import torch
 
 from ..data.graph import Batch, Graph, collate
