@@ -43,10 +43,11 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 from ase import Atoms
 
+from ..system import available_cores
 from .config import ConfigError, load_config
-from .labelling import Labeller, default_workers
-from .pauses import CampaignError, PauseHandling
+from .labelling import Labeller
 from .lammps_driver import DriverError
+from .pauses import CampaignError, PauseHandling
 from .progress import Progress
 from .store import CampaignStore, atomic_write_text, read_extxyz
 from .structures import existing_labels, oracle_md_frames, structures_from
@@ -152,7 +153,7 @@ class Campaign(PauseHandling):
             spec = {k: v for k, v in o.items() if k not in ("workers", "timeout", "executor", "max_force")}
             kind = o.get("executor", "process")
             self.labeller = Labeller(spec, executor=self.executor, executor_kind=kind,
-                                     workers=o.get("workers", min(4, default_workers())),
+                                     workers=o.get("workers", min(4, available_cores())),
                                      timeout=o.get("timeout"), max_force=o.get("max_force"))
         return self.labeller
 

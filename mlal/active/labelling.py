@@ -248,11 +248,3 @@ class Labeller:
         if self._own and self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
             self.executor = None
-
-
-def default_workers() -> int:
-    """Oracle workers by default: the CPU cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)

@@ -17,7 +17,6 @@ killed trainer leaves none behind.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import traceback
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -25,16 +24,9 @@ import torch
 
 from ..data.graph import Graph, collate
 from ..nn.model import EnsembleModel
+from ..system import available_cores
 from .config import TrainConfig
 from .loss import batch_loss, loss_denominators
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:   # not on Linux
-        return os.cpu_count() or 1
 
 
 def split_batch(graphs: Sequence[Graph], parts: int) -> List[List[int]]:
