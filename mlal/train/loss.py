@@ -20,14 +20,14 @@ GPA = 160.21766208           # eV/Å³ -> GPa
 
 
 def _loss_weights(b: Batch, K: int, weights: Optional[torch.Tensor], member: Optional[int],
-                  dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                  dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-structure weights of every label: energy ``[K, G]``, force ``[K', N]``, stress ``[K', G]``."""
     e_mask = ~torch.isnan(b.energy)
     f_mask = ~torch.isnan(b.forces[:, 0])
     s_mask = ~torch.isnan(b.stress[:, 0]) & (b.volume > 0)
     w = torch.ones(K, b.n_graphs, dtype=dtype) if weights is None else weights.to(dtype)
     wd = w if member is None else torch.stack([torch.ones_like(w[0]), w[member]])   # rows of p["forces"]
-    return w * e_mask.to(dtype), wd[:, b.graph_of_atom] * f_mask.to(dtype), wd * s_mask.to(dtype), w
+    return w * e_mask.to(dtype), wd[:, b.graph_of_atom] * f_mask.to(dtype), wd * s_mask.to(dtype)
 
 
 def loss_denominators(graphs: Sequence[Graph], K: int, weights: Optional[torch.Tensor] = None,
@@ -61,7 +61,7 @@ def batch_loss(model: EnsembleModel, b: Batch, cfg: TrainConfig,
     """
     K = model.n_members
     dtype = b.edge_vec.dtype
-    we, wf, ws, w = _loss_weights(b, K, weights, member, dtype)
+    we, wf, ws = _loss_weights(b, K, weights, member, dtype)
     if denominators is None:
         den = {"e": float(we.sum()), "f": 3.0 * float(wf.sum()), "s": 6.0 * float(ws.sum())}
     else:
@@ -94,8 +94,7 @@ def errors(model, graphs: Sequence[Graph], batch_size: int = 16,
     """Errors of the ensemble-mean prediction of an eager model on labelled graphs.
 
     Energy in meV/atom, forces in eV/Å (per component), stress in GPa (per
-    Voigt component); NaN where the data has no such label. Also ``loss_*``
-    mean squared errors in the loss units.
+    Voigt component); NaN where the data has no such label.
     """
     acc = {"e_abs": 0.0, "e_sq": 0.0, "e_n": 0, "f_abs": 0.0, "f_sq": 0.0, "f_n": 0,
            "s_abs": 0.0, "s_sq": 0.0, "s_n": 0, "atoms": 0}
@@ -127,7 +126,6 @@ def summarize(acc: Dict[str, float]) -> Dict[str, float]:
         cnt = acc[f"{k}_n"]
         out[f"{key}_mae"] = acc[f"{k}_abs"] / cnt * scale if cnt else nan
         out[f"{key}_rmse"] = math.sqrt(acc[f"{k}_sq"] / cnt) * scale if cnt else nan
-        out[f"loss_{key}"] = acc[f"{k}_sq"] / cnt if cnt else nan
     out["n_atoms"] = int(acc["atoms"])
     return out
 

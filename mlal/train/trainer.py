@@ -311,11 +311,11 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
     metrics: Dict[str, Any] = {}
     if valid_g:
         vm = errors(best, valid_g)
-        metrics.update({k: v for k, v in vm.items() if not k.startswith("loss_")})
+        metrics.update(vm)
         metrics["evaluated_on"] = "valid"
     else:
         tm = errors(best, train_g)
-        metrics.update({k: v for k, v in tm.items() if not k.startswith("loss_")})
+        metrics.update(tm)
         metrics["evaluated_on"] = "train"
     seconds = elapsed0 + time.time() - t_start
     metrics.update({"epochs": epoch, "best_epoch": best_epoch + 1, "seconds": seconds, "stopped": stopped,
