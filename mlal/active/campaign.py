@@ -164,13 +164,18 @@ class Campaign(PauseHandling):
                 n += 1
         return n
 
+    def labelling_calls(self) -> int:
+        """Oracle calls counted against ``budget.max_oracle_calls``: initial and on the fly, not validation."""
+        return sum(1 for r in self.store.journal()
+                   if r["event"] == "oracle_call" and r.get("kind") in ("initial", "otf"))
+
     def _label(self, items: List[tuple], kind: str, iteration: int, progress: Progress) -> Dict[str, int]:
         """Label ``[(uid, atoms)]`` not yet in the database; returns counts."""
         todo = [(uid, a) for uid, a in items if not self.store.has_label(uid)]
         done = len(items) - len(todo)
         budget = self.cfg["budget"]["max_oracle_calls"]
         if kind != "validation":
-            left = budget - self.oracle_calls("initial") - self.oracle_calls("otf")
+            left = budget - self.labelling_calls()
             if left < len(todo):
                 self.log("budget", what="max_oracle_calls", limit=budget, wanted=len(todo), allowed=max(0, left))
                 todo = todo[:max(0, left)]
@@ -274,7 +279,7 @@ class Campaign(PauseHandling):
         metrics = {k: v for k, v in dict(res.metrics or {}).items() if isinstance(v, (int, float, str, bool))}
         rec = {"version": version, "model_path": str(res.model_path), "checkpoint": str(res.checkpoint),
                "n_structures": len(data), "seconds": round(time.time() - t0, 2), "validation": errs,
-               "metrics": metrics, "oracle_calls": self.oracle_calls("initial") + self.oracle_calls("otf")}
+               "metrics": metrics, "oracle_calls": self.labelling_calls()}
         self.log("model", **rec)
         progress.line(f"model v{version}: {len(data)} structures, {rec['seconds']:.0f} s"
                       + (f", validation force RMSE {errs['force_rmse']:.3f} eV/Å" if errs else ""))
@@ -467,8 +472,9 @@ class Campaign(PauseHandling):
         it = st["iteration"]
         cands = read_extxyz(Path(st["candidates"]))
         if "selected" not in st:
-            left = self.cfg["budget"]["max_oracle_calls"] - self.oracle_calls("initial") - self.oracle_calls("otf")
-            # never past the oracle budget (but at least one: the break configuration)
+            left = self.cfg["budget"]["max_oracle_calls"] - self.labelling_calls()
+            # choose no more than the oracle budget has left, so D-optimality picks which ones
+            # (_label enforces the budget in any case; a batch is never empty)
             chosen = self._select(st["model_path"], cands, st.get("forced"),
                                   max(1, min(self.cfg["selection"]["batch_size"], left)))
             st["selected"] = chosen

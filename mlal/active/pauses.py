@@ -24,7 +24,7 @@ class CampaignError(RuntimeError):
 
 class PauseHandling:
     """Mixed into :class:`~mlal.active.campaign.Campaign`; uses its ``cfg``, ``state``, ``store``,
-    ``driver``, ``log``, ``save_state``, ``bcast``, ``oracle_calls`` and ``_start_md``."""
+    ``driver``, ``log``, ``save_state``, ``bcast``, ``labelling_calls`` and ``_start_md``."""
 
     def _enter_label(self, it: int, candidates: List[Atoms], forced: Optional[int], **state) -> None:
         """Root: save the candidates of iteration ``it`` and switch the state to ``label``."""
@@ -101,8 +101,7 @@ class PauseHandling:
         spent = None
         if self.state["iteration"] >= max_iter:
             spent = f"budget.max_iterations ({max_iter}) reached"
-        calls = self.oracle_calls("initial") + self.oracle_calls("otf")
-        if calls >= cfg["budget"]["max_oracle_calls"]:
+        if self.labelling_calls() >= cfg["budget"]["max_oracle_calls"]:
             spent = f"budget.max_oracle_calls ({cfg['budget']['max_oracle_calls']}) reached"
         stop_reason, forced, skip, drop = None, None, None, False
         if wall is not None and time.time() - self.t_start > wall:
