@@ -47,7 +47,7 @@ class TrainConfig:
     """
 
     species: List[str] = field(default_factory=list)
-    cutoff: float = 5.0
+    cutoff: float = 6.0
     n_members: int = 5
     n_basis: int = 10
     channels: List[int] = field(default_factory=lambda: [16, 8, 8, 4])
