@@ -316,3 +316,23 @@ def test_config_yaml_roundtrip_and_unknown_key(tmp_path):
         TrainConfig.from_yaml(bad)
     with pytest.raises(ValueError, match="lr_schedule"):
         TrainConfig(lr_schedule="linear")
+
+
+def test_auto_cutoff_follows_the_atomic_density(tmp_path):
+    """``cutoff: auto`` keeps ~45 neighbours in the sphere: dense fcc Cu 5 Å, open diamond Si 6 Å."""
+    from mlal.train.prepare import auto_cutoff
+
+    def lab(a):
+        return Labelled(atoms=a, energy=None, forces=None, stress=None, source="x")
+    assert auto_cutoff([lab(bulk("Cu", "fcc", a=3.61, cubic=True))]) == 5.0
+    assert auto_cutoff([lab(bulk("Mo", "bcc", a=3.16, cubic=True))]) == 5.5
+    assert auto_cutoff([lab(bulk("Si", "diamond", a=5.43))]) == 6.0
+    assert auto_cutoff([lab(bulk("Cu", "fcc", a=3.61 * 0.8))]) == 4.0           # clipped to the limits
+    r = train(emt_structures(4, seed=5), TrainConfig(**dict(TINY, cutoff="auto", epochs=1)), tmp_path / "a",
+              progress=False)
+    assert r.model.cutoff == 5.0 and load_model(r.model_path).cutoff == 5.0
+    assert TrainConfig().cutoff == "auto"
+    with pytest.raises(ValueError, match="cutoff"):
+        TrainConfig(cutoff="far")
+    with pytest.raises(ValueError, match="cutoff"):
+        TrainConfig(cutoff=-1.0)

@@ -10,7 +10,7 @@ import copy
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 
@@ -22,9 +22,16 @@ CHECKPOINT_FORMAT = "mlal-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-def build_model(cfg: TrainConfig, species: List[str]) -> EnsembleModel:
-    """A fresh ensemble for ``cfg`` with one seed-driven head initialisation per member."""
-    model = EnsembleModel(list(species), cutoff=cfg.cutoff, n_members=cfg.n_members, n_basis=cfg.n_basis,
+def build_model(cfg: TrainConfig, species: List[str], cutoff: Optional[float] = None) -> EnsembleModel:
+    """A fresh ensemble for ``cfg`` with one seed-driven head initialisation per member.
+
+    ``cutoff`` (Å) replaces ``cfg.cutoff`` (needed when that is ``"auto"``).
+    """
+    if cutoff is None:
+        if isinstance(cfg.cutoff, str):
+            raise ValueError("cutoff 'auto' is resolved from the data: pass cutoff=")
+        cutoff = cfg.cutoff
+    model = EnsembleModel(list(species), cutoff=cutoff, n_members=cfg.n_members, n_basis=cfg.n_basis,
                           channels=tuple(cfg.channels), latent=cfg.latent, hidden=cfg.hidden, seed=cfg.seed)
     H, Hd = model.latent_dim, model.hidden_dim
     with torch.no_grad():

@@ -23,7 +23,8 @@ class TrainConfig:
     """Everything :func:`mlal.train.train` needs besides the data.
 
     Model: ``species`` (empty = inferred from the data, ordered by atomic
-    number), ``cutoff`` (Å), ``n_members`` (K), ``n_basis``, ``channels``,
+    number), ``cutoff`` (Å; ``"auto"``: from the data's atomic density,
+    :func:`mlal.train.prepare.auto_cutoff`), ``n_members`` (K), ``n_basis``, ``channels``,
     ``latent``, ``hidden`` (see :class:`mlal.nn.model.EnsembleModel`).
 
     Optimisation: Adam with ``lr``; ``lr_schedule`` ``"cosine"`` (over
@@ -47,7 +48,7 @@ class TrainConfig:
     """
 
     species: List[str] = field(default_factory=list)
-    cutoff: float = 6.0
+    cutoff: Union[float, str] = "auto"
     n_members: int = 5
     n_basis: int = 10
     channels: List[int] = field(default_factory=lambda: [16, 8, 8, 4])
@@ -80,6 +81,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.channels = [int(c) for c in self.channels]
         self.species = [str(s) for s in self.species]
+        if not isinstance(self.cutoff, str):
+            self.cutoff = float(self.cutoff)
         self.validate()
 
     def validate(self) -> None:
@@ -93,7 +96,9 @@ class TrainConfig:
         for name in ("dtype", "export_dtype"):
             if getattr(self, name) not in DTYPES:
                 raise ValueError(f"{name} must be one of {DTYPES}, got {getattr(self, name)!r}")
-        if self.cutoff <= 0:
+        if isinstance(self.cutoff, str) and self.cutoff != "auto":
+            raise ValueError(f"cutoff must be a distance in Å or 'auto', got {self.cutoff!r}")
+        if not isinstance(self.cutoff, str) and self.cutoff <= 0:
             raise ValueError(f"cutoff must be > 0 Å, got {self.cutoff}")
         if self.processes < 0:
             raise ValueError(f"processes must be >= 0 (0: one per CPU core), got {self.processes}")

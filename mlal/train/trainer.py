@@ -43,7 +43,7 @@ from .config import TrainConfig
 from .history import plot_learning_curve, write_log
 from .loss import errors, validation_score
 from .parallel import GradientStep
-from .prepare import fit_feature_normalization, fit_reference_energies, rebuild_active_set
+from .prepare import auto_cutoff, fit_feature_normalization, fit_reference_energies, rebuild_active_set
 
 
 @dataclass
@@ -142,7 +142,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
             raise ValueError(f"warm start: the data has element(s) {missing} the init model lacks {species}")
     else:
         species = list(cfg.species) or infer_species(items)
-        model = build_model(cfg, species)
+        model = build_model(cfg, species, cutoff=auto_cutoff(items) if cfg.cutoff == "auto" else cfg.cutoff)
     index = {s: k for k, s in enumerate(species)}
     graphs = [to_graph(it, index, model.cutoff) for it in items]
     if state is not None and state["n_structures"] != len(graphs):
