@@ -92,7 +92,7 @@ def test_ase_driver_continues_from_the_same_state(tmp_path):
 
 
 def test_ase_campaign_learns_and_finishes(tmp_path):
-    summary = Campaign(campaign_cfg(tmp_path)).run()
+    summary = Campaign(campaign_cfg(tmp_path, final_training={"epochs": 3})).run()
     assert summary["step_reached"] == 24
     assert summary["iterations"] >= 1 and summary["labels"]["otf"] >= 1
     assert summary["oracle_calls"]["initial"] == 3
@@ -104,6 +104,12 @@ def test_ase_campaign_learns_and_finishes(tmp_path):
     models = [r for r in journal if r["event"] == "model"]
     assert [m["version"] for m in models] == list(range(len(models)))
     assert all(m["validation"]["force_rmse"] > 0 for m in models)
+    # retrainings during the MD warm-start (retraining: 2 epochs); the final model starts from
+    # scratch on every label with training + final_training settings (3 epochs)
+    starts = [r for r in journal if r["event"] == "train_start"]
+    assert [s["init"] is None for s in starts] == [True] + [False] * (len(starts) - 2) + [True]
+    assert [m["metrics"]["epochs"] for m in models] == [4] + [2] * (len(models) - 2) + [3]
+    assert models[-1]["n_structures"] == summary["labels"]["initial"] + summary["labels"]["otf"]
     assert (camp / "model.pt").exists()
     from mlal.active.report import write_report
     from mlal.active.store import CampaignStore

@@ -247,18 +247,21 @@ class Campaign(PauseHandling):
         return self.store.labels("validation") + self.store.labels("validation_md")
 
     def _train(self, version: int, progress: Progress, final: bool = False) -> Dict[str, Any]:
-        """Train model ``version`` on every training label (warm start from version-1).
+        """Train model ``version`` on every training label.
 
-        Settings: ``training``, updated by ``retraining`` for versions > 0, and by
-        ``final_training`` for the last one (after the MD, ``final=True``).
+        Settings: ``training``, updated by ``retraining`` for the warm-started
+        versions > 0 during the MD. The last one (after the MD, ``final=True``)
+        is trained **from scratch** with ``training`` updated by
+        ``final_training``: on the demo protocol that halved the force error of
+        a warm-started final model at the same time budget (0.120 vs 0.208 eV/Å).
         """
         TrainConfig, train = trainer()
         cfg = self.cfg
         settings = dict(cfg["training"])
-        if version > 0:
-            settings.update(cfg["retraining"])
         if final:
             settings.update(cfg["final_training"] or {})
+        elif version > 0:
+            settings.update(cfg["retraining"])
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         if "species" in fields:
             settings["species"] = list(cfg["species"])
@@ -267,7 +270,7 @@ class Campaign(PauseHandling):
         tc = TrainConfig(**settings)
         data = self.store.labels("initial") + self.store.labels("otf")
         out = self.store.model_dir(version)
-        init = self.state.get("checkpoint") if version > 0 else None
+        init = self.state.get("checkpoint") if version > 0 and not final else None
         t0 = time.time()
         import inspect
         kw = {}
