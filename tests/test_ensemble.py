@@ -115,3 +115,32 @@ def test_export_float32_is_close(eager, tmp_path):
     a64.calc, a32.calc = MlalCalculator(path), MlalCalculator(p32)
     assert a32.get_potential_energy() == pytest.approx(a64.get_potential_energy(), rel=1e-5)
     np.testing.assert_allclose(a32.get_forces(), a64.get_forces(), atol=1e-4)
+
+
+def test_rank4_contraction_is_the_fourth_power_of_bond_cosines(tmp_path):
+    """With one radial channel per rank, the last invariant is M4 :: M4 = Σ_jk R_j R_k (û_j·û_k)⁴
+    (checks the rank-4 components and their multiplicities), and the export equals the eager model."""
+    from mlal.nn.radial import chebyshev_basis
+    model = EnsembleModel(["Cu"], cutoff=5.0, n_members=2, channels=(1, 1, 1, 1, 1), seed=3).double()
+    rng = np.random.default_rng(0)
+    vec = rng.uniform(-2.5, 2.5, size=(7, 3))
+    vec = vec[np.linalg.norm(vec, axis=1) < 4.5]
+    ev = torch.tensor(vec, dtype=torch.float64)
+    ei = torch.stack([torch.zeros(len(vec), dtype=torch.long), torch.arange(1, len(vec) + 1)])
+    species = torch.zeros(len(vec) + 1, dtype=torch.long)
+    with torch.no_grad():
+        feats = model.invariants(model.moments(species, ei, ev, 1))
+        d = ev.norm(dim=1)
+        radial = chebyshev_basis(d, model.cutoff, model.n_basis, model.r_min) @ model.radial_weight[0, :, -1]
+    u = vec / np.linalg.norm(vec, axis=1, keepdims=True)
+    expected = float(np.einsum("j,k,jk->", radial.numpy(), radial.numpy(), (u @ u.T) ** 4))
+    assert feats.shape[1] == model.n_features and abs(float(feats[0, -1]) - expected) <= 1e-12 * abs(expected)
+    structs = example_structures(["Cu"], 3, seed=2)
+    graphs = [to_graph(Labelled(a, None, None, None, "t"), {"Cu": 0}, model.cutoff) for a in structs]
+    fit_feature_normalization(model, graphs)
+    rebuild_active_set(model, graphs)
+    scripted = load_model(export_model(model, tmp_path / "rank4.pt"))
+    args = _inputs(structs[0], model)
+    a, b = model(*args, True), scripted(*args, True)
+    for k in a:
+        assert float((a[k] - b[k]).abs().max()) <= 1e-10 * (float(a[k].abs().max()) or 1.0), k

@@ -3,7 +3,7 @@
 Energy ≤1e-10 relative, forces ≤1e-8 eV/Å, stress/virial ≤1e-8 relative,
 per-atom energies, σ, γ and energy σ likewise; on orthogonal, triclinic,
 non-periodic (cluster, slab) and three-element cells with two LAMMPS types on
-one element; newton_pair on and off.
+one element (moments up to rank 3, and up to rank 4); newton_pair on and off.
 """
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ def models(tmp_path_factory):
     require_plugin()
     d = tmp_path_factory.mktemp("lmp_models")
     return {"mo": random_model(d / "mo.pt", species=["Mo"], n_members=3),
-            "alloy": random_model(d / "cuniau.pt", species=["Cu", "Ni", "Au"], n_members=4, seed=3)}
+            "alloy": random_model(d / "cuniau.pt", species=["Cu", "Ni", "Au"], n_members=4, seed=3),
+            "alloy_rank4": random_model(d / "cuniau_rank4.pt", species=["Cu", "Ni", "Au"], n_members=3, seed=4,
+                                        channels=(6, 4, 4, 3, 3))}
 
 
 def _rattle(atoms, amp, seed):
@@ -82,7 +84,7 @@ def alloy_triclinic():
 
 CASES = {"mo_cubic": ("mo", mo_cubic), "mo_triclinic": ("mo", mo_triclinic),
          "mo_cluster": ("mo", mo_cluster), "mo_slab": ("mo", mo_slab),
-         "alloy_triclinic": ("alloy", alloy_triclinic)}
+         "alloy_triclinic": ("alloy", alloy_triclinic), "alloy_rank4_triclinic": ("alloy_rank4", alloy_triclinic)}
 
 
 def _reference(atoms, model):

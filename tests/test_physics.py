@@ -29,9 +29,9 @@ def _structures():
 
 
 @pytest.mark.parametrize("name", ["triclinic", "slab", "cluster"])
-def test_forces_are_minus_energy_gradient(alloy_model, name):
+def test_forces_are_minus_energy_gradient(physics_model, name):
     atoms = _structures()[name]
-    atoms.calc = MlalCalculator(alloy_model, uncertainty=False)
+    atoms.calc = MlalCalculator(physics_model, uncertainty=False)
     forces = atoms.get_forces()
     assert np.abs(forces).max() > 1e-3, "degenerate test: forces vanish"
     rng = np.random.default_rng(0)
@@ -48,9 +48,9 @@ def test_forces_are_minus_energy_gradient(alloy_model, name):
         assert abs(fd - forces[i, c]) <= 1e-6 * max(1.0, abs(forces[i, c])), (i, c, fd, forces[i, c])
 
 
-def test_stress_is_strain_derivative(alloy_model):
+def test_stress_is_strain_derivative(physics_model):
     atoms = _structures()["triclinic"]
-    atoms.calc = MlalCalculator(alloy_model, uncertainty=False)
+    atoms.calc = MlalCalculator(physics_model, uncertainty=False)
     stress = atoms.get_stress(voigt=False)
     assert np.abs(stress).max() > 1e-4
     cell0, pos0, vol = atoms.cell.array.copy(), atoms.positions.copy(), atoms.get_volume()
@@ -70,9 +70,9 @@ def test_stress_is_strain_derivative(alloy_model):
         assert abs(fd - stress[a, b]) <= 1e-6 * max(1e-2, abs(stress[a, b])), (a, b, fd, stress[a, b])
 
 
-def test_rotation_translation_permutation_invariance(alloy_model):
+def test_rotation_translation_permutation_invariance(physics_model):
     atoms = _structures()["triclinic"]
-    calc = MlalCalculator(alloy_model)
+    calc = MlalCalculator(physics_model)
     atoms.calc = calc
     e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
     sigma, gamma = calc.results["sigma"].copy(), calc.results["gamma"].copy()
@@ -82,7 +82,7 @@ def test_rotation_translation_permutation_invariance(alloy_model):
     rot = atoms.copy()
     rot.set_cell(atoms.cell.array @ q.T, scale_atoms=False)
     rot.positions = atoms.positions @ q.T + np.array([0.3, -1.7, 2.2])
-    rot.calc = MlalCalculator(alloy_model)
+    rot.calc = MlalCalculator(physics_model)
     assert rot.get_potential_energy() == pytest.approx(e, rel=1e-12, abs=1e-10)
     np.testing.assert_allclose(rot.get_forces(), f @ q.T, atol=1e-10)
     np.testing.assert_allclose(rot.get_stress(voigt=False), q @ s @ q.T, atol=1e-10)
@@ -91,18 +91,18 @@ def test_rotation_translation_permutation_invariance(alloy_model):
 
     perm = rng.permutation(len(atoms))
     pa = atoms[perm]
-    pa.calc = MlalCalculator(alloy_model)
+    pa.calc = MlalCalculator(physics_model)
     assert pa.get_potential_energy() == pytest.approx(e, rel=1e-12)
     np.testing.assert_allclose(pa.get_forces(), f[perm], atol=1e-10)
     np.testing.assert_allclose(pa.calc.results["gamma"], gamma[perm], rtol=1e-8, atol=1e-10)
 
 
-def test_supercell_is_extensive(alloy_model):
+def test_supercell_is_extensive(physics_model):
     atoms = _structures()["triclinic"]
-    atoms.calc = MlalCalculator(alloy_model)
+    atoms.calc = MlalCalculator(physics_model)
     e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
     big = atoms * (2, 1, 3)
-    big.calc = MlalCalculator(alloy_model)
+    big.calc = MlalCalculator(physics_model)
     assert big.get_potential_energy() == pytest.approx(6 * e, rel=1e-11)
     np.testing.assert_allclose(big.get_forces()[: len(atoms)], f, atol=1e-10)
     np.testing.assert_allclose(big.get_stress(), s, atol=1e-11)

@@ -5,7 +5,7 @@ Energy model (units: eV, Å)::
     E_k = Σ_i [ e0[s_i] + scale · head_k(h_i) ],   h_i = silu(W · norm(D_i) + b[s_i])
 
 ``D_i`` are rotation-invariant contractions of moment tensors
-``M_c^(ν)(i) = Σ_j R_c(r_ij, s_i, s_j) û_ij^{⊗ν}`` (ν = 0..3) built from a
+``M_c^(ν)(i) = Σ_j R_c(r_ij, s_i, s_j) û_ij^{⊗ν}`` (ν = 0..3, and 4 when asked) built from a
 Chebyshev radial basis with learned, species-pair-dependent channel weights.
 Everything up to the latent ``h_i`` is shared by the K members, so an ensemble
 costs one descriptor plus K small MLP heads. The latent ``h_i`` is also the
@@ -42,7 +42,9 @@ class EnsembleModel(nn.Module):
         cutoff: radial cutoff r_c (Å).
         n_members: ensemble size K ≥ 1.
         n_basis: number of Chebyshev radial functions.
-        channels: radial channels for moment ranks 0, 1, 2, 3.
+        channels: radial channels for moment ranks 0, 1, 2, 3 (and optionally 4: a fifth
+            count adds rank-4 moments, angular resolution up to l = 4, and their
+            contractions ``M4_a :: M4_b``).
         latent: width of the shared latent layer (γ features).
         hidden: width of each member's hidden layer.
     """
@@ -80,8 +82,12 @@ class EnsembleModel(nn.Module):
         self.n_members = int(n_members)
         self.n_basis = int(n_basis)
         self.r_min = 0.0
-        self.c0, self.c1, self.c2, self.c3 = (int(c) for c in channels)
-        self.n_channels = self.c0 + self.c1 + self.c2 + self.c3
+        if len(channels) not in (4, 5) or min(channels) < 1:
+            raise ValueError(f"channels must be 4 or 5 positive integers (ranks 0..3 or 0..4), got {channels}")
+        self.c0, self.c1, self.c2, self.c3 = (int(c) for c in channels[:4])
+        self.c4 = int(channels[4]) if len(channels) == 5 else 0
+        self.n_channels = self.c0 + self.c1 + self.c2 + self.c3 + self.c4
+        self.n_angular = 35 if self.c4 > 0 else 20
         self.latent_dim = int(latent)
         self.hidden_dim = int(hidden)
         self.dtype_name = "float64"
@@ -95,15 +101,20 @@ class EnsembleModel(nn.Module):
         r1, c1 = _triu(self.c1)
         r2, c2 = _triu(self.c2)
         r3, c3 = _triu(self.c3)
+        r4, c4 = _triu(self.c4)
         self.register_buffer("triu1_r", torch.tensor(r1, dtype=torch.long))
         self.register_buffer("triu1_c", torch.tensor(c1, dtype=torch.long))
         self.register_buffer("triu2_r", torch.tensor(r2, dtype=torch.long))
         self.register_buffer("triu2_c", torch.tensor(c2, dtype=torch.long))
         self.register_buffer("triu3_r", torch.tensor(r3, dtype=torch.long))
         self.register_buffer("triu3_c", torch.tensor(c3, dtype=torch.long))
+        self.register_buffer("triu4_r", torch.tensor(r4, dtype=torch.long))
+        self.register_buffer("triu4_c", torch.tensor(c4, dtype=torch.long))
         # multiplicities of the unique components of symmetric rank-2 and rank-3 tensors
         self.register_buffer("sym2_weight", torch.tensor([1.0, 1.0, 1.0, 2.0, 2.0, 2.0]))
         self.register_buffer("sym3_weight", torch.tensor([1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 6.0]))
+        self.register_buffer("sym4_weight", torch.tensor(
+            [1.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 6.0, 6.0, 6.0, 12.0, 12.0, 12.0]))
         self.register_buffer("pair12_a", torch.arange(self.c1).repeat_interleave(self.c2), persistent=False)
         self.register_buffer("pair12_b", torch.arange(self.c2).repeat(self.c1), persistent=False)
         self.register_buffer("species_onehot", torch.eye(len(species)), persistent=False)
@@ -112,7 +123,11 @@ class EnsembleModel(nn.Module):
         self.register_buffer("rank2_b", torch.tensor([0, 1, 2, 2, 2, 1]), persistent=False)
         self.register_buffer("rank3_a", torch.tensor([0, 1, 2, 0, 0, 1, 1, 2, 2, 5]), persistent=False)
         self.register_buffer("rank3_b", torch.tensor([0, 1, 2, 1, 2, 0, 2, 0, 1, 2]), persistent=False)
-        self.n_features = self.c0 + len(r1) + len(r2) + len(r3) + self.c1 * self.c2 + self.c2
+        # rank 4 as products of two rank-2 components:
+        # xxxx yyyy zzzz xxxy xxxz yyyx yyyz zzzx zzzy xxyy xxzz yyzz xxyz yyxz zzxy
+        self.register_buffer("rank4_a", torch.tensor([0, 1, 2, 0, 0, 1, 1, 2, 2, 0, 0, 1, 0, 1, 2]), persistent=False)
+        self.register_buffer("rank4_b", torch.tensor([0, 1, 2, 5, 4, 5, 3, 4, 3, 1, 2, 2, 3, 4, 5]), persistent=False)
+        self.n_features = self.c0 + len(r1) + len(r2) + len(r3) + self.c1 * self.c2 + self.c2 + len(r4)
 
         gen = torch.Generator().manual_seed(seed)
         n_pairs = self.n_species * self.n_species
@@ -168,26 +183,34 @@ class EnsembleModel(nn.Module):
                 n_edges, S * B)
         u2 = u.index_select(1, self.rank2_a) * u.index_select(1, self.rank2_b)   # xx yy zz yz xz xy
         u3 = u2.index_select(1, self.rank3_a) * u.index_select(1, self.rank3_b)  # xxx yyy zzz xxy ... xyz
-        ang = torch.cat([torch.ones_like(d).unsqueeze(1), u, u2, u3], dim=1)     # [E, 20]
+        if self.c4 > 0:
+            u4 = u2.index_select(1, self.rank4_a) * u2.index_select(1, self.rank4_b)
+            ang = torch.cat([torch.ones_like(d).unsqueeze(1), u, u2, u3, u4], dim=1)   # [E, 35]
+        else:
+            ang = torch.cat([torch.ones_like(d).unsqueeze(1), u, u2, u3], dim=1)       # [E, 20]
+        A = self.n_angular
         counts = torch.bincount(i, minlength=n)
         n_max = int(counts.max()) if n_edges > 0 else 1
         first = torch.cumsum(counts, 0) - counts
         slot = torch.arange(n_edges, device=i.device) - first.index_select(0, i)
         flat = i * n_max + slot
         b_pad = torch.zeros(n * n_max, S * B, dtype=basis.dtype, device=basis.device)
-        a_pad = torch.zeros(n * n_max, 20, dtype=ang.dtype, device=ang.device)
+        a_pad = torch.zeros(n * n_max, A, dtype=ang.dtype, device=ang.device)
         b_pad = b_pad.index_copy(0, flat, basis).view(n, n_max, S * B)
-        a_pad = a_pad.index_copy(0, flat, ang).view(n, n_max, 20)
-        q = torch.bmm(b_pad.transpose(1, 2), a_pad)                              # [n, S*B, 20]
+        a_pad = a_pad.index_copy(0, flat, ang).view(n, n_max, A)
+        q = torch.bmm(b_pad.transpose(1, 2), a_pad)                              # [n, S*B, A]
         # channel mixing per centre: M[c, a] = Σ_{s,b} W[s_i, s, b, c] Q[s, b, a]
         w = self.radial_weight.view(S, S * B, self.n_channels)
         if S == 1:
-            m = torch.matmul(w[0].t(), q)                                        # [n, C, 20]
+            m = torch.matmul(w[0].t(), q)                                        # [n, C, A]
         else:
             m = torch.bmm(w.index_select(0, species[:n]).transpose(1, 2), q)
-        c0, c1, c2 = self.c0, self.c1, self.c2
-        return [m[:, :c0, 0], m[:, c0:c0 + c1, 1:4], m[:, c0 + c1:c0 + c1 + c2, 4:10],
-                m[:, c0 + c1 + c2:, 10:20]]
+        c0, c1, c2, c3 = self.c0, self.c1, self.c2, self.c3
+        out = [m[:, :c0, 0], m[:, c0:c0 + c1, 1:4], m[:, c0 + c1:c0 + c1 + c2, 4:10],
+               m[:, c0 + c1 + c2:c0 + c1 + c2 + c3, 10:20]]
+        if self.c4 > 0:
+            out.append(m[:, c0 + c1 + c2 + c3:, 20:35])
+        return out
 
     def invariants(self, m: List[torch.Tensor]) -> torch.Tensor:
         """Rotation-invariant contractions ``[n, n_features]`` of the moments."""
@@ -204,7 +227,12 @@ class EnsembleModel(nn.Module):
         d, e, f = m2s[:, :, 3], m2s[:, :, 4], m2s[:, :, 5]
         t222 = (a * a * a + b * b * b + c * c * c + 3.0 * ((a + b) * f * f + (a + c) * e * e + (b + c) * d * d)
                 + 6.0 * d * e * f)                                               # tr(M2³), M2 symmetric
-        return torch.cat([m0, g1, g2, g3, t12, t222], dim=1)
+        parts = [m0, g1, g2, g3, t12, t222]
+        if self.c4 > 0:
+            m4s = m[4]
+            parts.append((m4s.index_select(1, self.triu4_r)
+                          * (m4s * self.sym4_weight).index_select(1, self.triu4_c)).sum(2))   # M4_a :: M4_b
+        return torch.cat(parts, dim=1)
 
     def latent(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                n_local: int) -> torch.Tensor:

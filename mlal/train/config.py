@@ -87,8 +87,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting."""
-        if len(self.channels) != 4 or min(self.channels) < 1:
-            raise ValueError(f"channels must be 4 positive integers (ranks 0..3), got {self.channels}")
+        if len(self.channels) not in (4, 5) or min(self.channels) < 1:
+            raise ValueError(f"channels must be 4 or 5 positive integers (moment ranks 0..3, or 0..4), "
+                             f"got {self.channels}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.force_members not in FORCE_MEMBERS:
