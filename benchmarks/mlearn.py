@@ -76,7 +76,7 @@ def run_element(el: str, args, cfg_overrides) -> dict:
         k = max(2, int(round(1.0 / args.holdout)))
         fold = stratified_folds(items, k, args.seed)
         splits = [(np.flatnonzero(fold != 0), np.flatnonzero(fold == 0))]
-    cfg = TrainConfig(**cfg_overrides)
+    cfg = TrainConfig.from_dict(cfg_overrides, where="mlearn overrides")
     runs = []
     for f, (tr, te) in enumerate(splits):
         out = Path(args.work) / el / f"fold{f}"
@@ -125,6 +125,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", default=str(ROOT / "runs" / "mlearn"), help="training folders")
     p.add_argument("--models", default=str(ROOT / "benchmarks" / "models"), help="where model.pt files go")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one TrainConfig setting (YAML value), e.g. --set channels=[16,8,8,4,4]; "
+                        "the results then no longer score the defaults")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json-out", help="also write the results here")
     args = p.parse_args(argv)
@@ -138,6 +141,12 @@ def main(argv=None) -> int:
             args.models = str(ROOT / "runs" / "mlearn_quick_models")   # keep the real models
     if args.max_time is not None:
         overrides["max_time"] = args.max_time
+    import yaml
+    for kv in args.set:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            p.error(f"--set needs KEY=VALUE, got {kv!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
     results = []
     for el in args.elements:
         results.append(run_element(el, args, overrides))
