@@ -45,6 +45,12 @@ class TrainConfig:
     ``"rotating"`` (default) fits the ensemble mean's and one member's
     (rotating with the step) and ``"all"`` fits all K members' at every step
     (about K/2 times slower per step).
+
+    Loss weights: ``energy_weight`` 30 on (eV/atom)² against ``force_weight`` 1 on
+    (eV/Å)². Measured on mlearn Cu (5 members, 10 min, one core, the 10% hold-out):
+    1000 gave 1.11 meV/atom and 0.041 eV/Å, 100 gave 0.45 and 0.019, 30 gave 0.48
+    and 0.016, 10 gave 0.55 and 0.013: a heavy energy term (noisy per-structure
+    gradients) slows the force fit and, within the time budget, the energy fit too.
     """
 
     species: List[str] = field(default_factory=list)
@@ -65,7 +71,7 @@ class TrainConfig:
     ema_decay: float = 0.99
     weight_decay: float = 0.0
     grad_clip: float = 10.0
-    energy_weight: float = 1000.0
+    energy_weight: float = 30.0
     force_weight: float = 1.0
     stress_weight: float = 0.01
     valid_fraction: float = 0.1
