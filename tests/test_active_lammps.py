@@ -164,3 +164,23 @@ def test_restart_without_thermostat_state_differs(cu_model, tmp_path):
     r.advance()
     assert np.abs(r.velocities() - v_ref).max() > 1e-6
     r.close()
+
+
+@pytest.mark.skipif(not plugin_available(), reason="needs the LAMMPS plugin")
+def test_model_driven_md_frames_are_labelled_by_the_oracle(cu_model):
+    """``oracle_md_frames(potential=...)``: the model drives the MD, the oracle labels every frame
+    (the benchmark's own-trajectory error)."""
+    from mlal.active.oracles import LammpsCalculator
+    from mlal.active.structures import oracle_md_frames
+    oracle = {"pair_style": "eam", "pair_coeff": "* * Cu_u3.eam"}
+    model = {"pair_style": "mlal uncertainty no", "pair_coeff": f"* * {cu_model} Cu"}
+    own = oracle_md_frames(SYSTEM, DYNAMICS, 40, 20, oracle, ["Cu"], seed=7, potential=model)
+    ref = oracle_md_frames(SYSTEM, DYNAMICS, 40, 20, oracle, ["Cu"], seed=7)
+    assert [a.info["step"] for a in own] == [20, 40] and all(a.info["config_type"] == "model_md" for a in own)
+    calc = LammpsCalculator("eam", "* * Cu_u3.eam", ["Cu"])
+    for a, b in zip(own, ref):
+        c = a.copy()
+        c.calc = calc
+        np.testing.assert_allclose(a.get_forces(), c.get_forces(), atol=1e-10)
+        assert a.get_potential_energy() == pytest.approx(c.get_potential_energy(), abs=1e-9)
+        assert np.abs(a.positions - b.positions).max() > 1e-3     # the model, not EAM, moved the atoms

@@ -84,19 +84,27 @@ def structures_from(section: Dict[str, Any], species: Sequence[str], seed: int) 
 
 
 def oracle_md_frames(system: str, dynamics: str, steps: int, every: int, oracle: Dict[str, Any],
-                     species: Sequence[str], seed: int = 12345) -> List[Atoms]:
-    """Frames (with labels) of an MD driven by a LAMMPS oracle potential itself.
+                     species: Sequence[str], seed: int = 12345,
+                     potential: Optional[Dict[str, Any]] = None) -> List[Atoms]:
+    """Frames, labelled by a LAMMPS oracle, of an MD of the campaign's protocol.
 
     The same ``system``/``dynamics`` commands as the campaign, except the
     ``velocity ... create T SEED`` seed, which is replaced by ``seed`` so the
-    trajectory is independent. Each frame carries the oracle's energy, forces
-    and stress (a SinglePointCalculator).
+    trajectory is independent. The MD is driven by the oracle potential itself,
+    or by ``potential`` (``{"pair_style": "mlal", "pair_coeff": "* * model.pt Si"}``:
+    a model's own trajectory, for the error where the model takes the atoms).
+    Each frame carries the oracle's energy (eV), forces (eV/Å) and stress (eV/Å³)
+    as a SinglePointCalculator. If a driving ``potential`` fails (lost atoms, a
+    model error), the frames up to the failure are returned and the last one has
+    ``info["md_failed"]`` (the error text).
     """
     from ase.calculators.singlepoint import SinglePointCalculator
 
     from .lammps_driver import _split
     from .oracles import LammpsCalculator, _new_lammps
 
+    calc = LammpsCalculator(oracle["pair_style"], oracle["pair_coeff"], oracle.get("species", species))
+    drive = potential or oracle
     lmp = _new_lammps()
     try:
         lmp.command("atom_modify map array")
@@ -107,32 +115,45 @@ def oracle_md_frames(system: str, dynamics: str, steps: int, every: int, oracle:
                 w[i + 2] = str(seed)
                 c = " ".join(w)
             lmp.command(c)
-        calc = LammpsCalculator(oracle["pair_style"], oracle["pair_coeff"], oracle.get("species", species))
-        lmp.command(f"pair_style {oracle['pair_style']}")
-        pcs = [oracle["pair_coeff"]] if isinstance(oracle["pair_coeff"], str) else oracle["pair_coeff"]
+        lmp.command(f"pair_style {drive['pair_style']}")
+        pcs = [drive["pair_coeff"]] if isinstance(drive["pair_coeff"], str) else drive["pair_coeff"]
         for pc in pcs:
             lmp.command(f"pair_coeff {calc._resolve(pc)}")
         for c in _split(dynamics):
             lmp.command(c)
         lmp.command("thermo_style custom step pe pxx pyy pzz pyz pxz pxy")
         lmp.command("thermo_modify norm no")
-        frames = []
+        frames: List[Atoms] = []
         n = int(lmp.get_natoms())
         from ase import units
         for s in range(every, steps + 1, every):
-            lmp.command(f"run {s} upto start 0 stop {steps} post no")
+            try:
+                lmp.command(f"run {s} upto start 0 stop {steps} post no")
+            except Exception as exc:  # noqa: BLE001 (only a driving model can fail here)
+                if potential is None:
+                    raise
+                if frames:
+                    frames[-1].info["md_failed"] = f"step {s - every}..{s}: {exc}"
+                return frames
             x = np.array(lmp.gather_atoms("x", 1, 3)).reshape(n, 3)
-            f = np.array(lmp.gather_atoms("f", 1, 3)).reshape(n, 3)
             t = np.array(lmp.gather_atoms("type", 0, 1))
             boxlo, boxhi, xy, yz, xz, per, _ = lmp.extract_box()
             L = np.array(boxhi) - np.array(boxlo)
             cell = np.array([[L[0], 0, 0], [xy, L[1], 0], [xz, yz, L[2]]])
             atoms = Atoms([species[k - 1] for k in t], positions=x - np.array(boxlo), cell=cell, pbc=per)
-            p = np.array([lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pyz", "pxz", "pxy")])
-            atoms.calc = SinglePointCalculator(atoms, energy=float(lmp.get_thermo("pe")), forces=f,
-                                               stress=-p * 1e-4 * units.GPa)
+            if potential is None:
+                f = np.array(lmp.gather_atoms("f", 1, 3)).reshape(n, 3)
+                p = np.array([lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pyz", "pxz", "pxy")])
+                atoms.calc = SinglePointCalculator(atoms, energy=float(lmp.get_thermo("pe")), forces=f,
+                                                   stress=-p * 1e-4 * units.GPa)
+            else:
+                ref = atoms.copy()
+                ref.calc = calc
+                atoms.calc = SinglePointCalculator(atoms, energy=ref.get_potential_energy(),
+                                                   forces=ref.get_forces(),
+                                                   stress=ref.get_stress() if all(per) else None)
             atoms.info["step"] = s
-            atoms.info["config_type"] = "oracle_md"
+            atoms.info["config_type"] = "oracle_md" if potential is None else "model_md"
             frames.append(atoms)
         return frames
     finally:
