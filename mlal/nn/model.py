@@ -110,7 +110,7 @@ class EnsembleModel(nn.Module):
         self.register_buffer("triu3_c", torch.tensor(c3, dtype=torch.long))
         self.register_buffer("triu4_r", torch.tensor(r4, dtype=torch.long))
         self.register_buffer("triu4_c", torch.tensor(c4, dtype=torch.long))
-        # multiplicities of the unique components of symmetric rank-2 and rank-3 tensors
+        # multiplicities of the unique components of symmetric rank-2, rank-3 and rank-4 tensors
         self.register_buffer("sym2_weight", torch.tensor([1.0, 1.0, 1.0, 2.0, 2.0, 2.0]))
         self.register_buffer("sym3_weight", torch.tensor([1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 6.0]))
         self.register_buffer("sym4_weight", torch.tensor(
