@@ -112,10 +112,9 @@ def main(argv=None) -> int:
         pot = {"pair_style": "mlal uncertainty no", "pair_coeff": f"* * {model_path} {' '.join(cfg['species'])}"}
         fr = oracle_md_frames(lam["system"], lam["dynamics"], steps, max(1, steps // 30), cfg["oracle"],
                               cfg["species"], seed=13579, potential=pot)
-        failed = bool(fr) and "md_failed" in fr[-1].info
         if not fr:
             return float("inf"), True
-        return force_errors(model_path, as_items(fr))["force_rmse"], failed
+        return force_errors(model_path, as_items(fr))["force_rmse"], "md_failed" in fr[-1].info
 
     def fit(items, name):
         t = args.train_time * max(1.0, len(items) / n_otf) ** 0.5
@@ -136,16 +135,10 @@ def main(argv=None) -> int:
         print(f"    uniform {len(idx):4d} frames: force RMSE {e:.3f} eV/Å on the SW trajectory, "
               f"{own:.3f} on its own{' (its MD failed)' if failed else ''}", flush=True)
 
-    def ratio_of(errs, best):
-        """(ratio, kind): the calls uniform sampling needs for the OTF error, over N_otf. Between two
-        budgets of the sweep that bracket it, log-log interpolated (kind '~'); '<=' where even the
-        smallest budget gets there, '>' where none does (a lower bound)."""
-        return efficiency_ratio(errs, best, n_otf)
-
     best_otf = min(e_otf, e_otf_campaign)
     best_own = min(own_otf, own_campaign)
-    ratio = ratio_of([(b, e) for b, e, _, _ in rows], best_otf)
-    ratio_own = ratio_of([(b, o) for b, _, o, _ in rows], best_own)
+    ratio = efficiency_ratio([(b, e) for b, e, _, _ in rows], best_otf, n_otf)
+    ratio_own = efficiency_ratio([(b, o) for b, _, o, _ in rows], best_own, n_otf)
     print()
     print(f"OTF: {n_otf} oracle calls ({s['oracle_calls']['initial']} initial + {s['oracle_calls']['otf']} on the fly), "
           f"{s['iterations']} retrainings, campaign {t_otf / 60:.1f} min")
