@@ -183,6 +183,56 @@ def test_step_split_over_processes_equals_whole_batch(data, member):
         TrainConfig(processes=-1)
 
 
+def test_energy_weight_override_reaches_the_workers(data):
+    """``GradientStep(..., energy_weight=w)`` is the loss with that energy weight, in every process."""
+    from mlal.train.parallel import GradientStep
+    graphs = [to_graph(d, {"Cu": 0}, 4.0) for d in data[:4]]
+    cfg = TrainConfig(**dict(TINY, stress_weight=0.5))
+    model = build_model(cfg, ["Cu"]).double()
+    params = list(model.parameters())
+    loss, _ = batch_loss(model, collate(graphs), cfg.replace(energy_weight=123.0))
+    ref = torch.autograd.grad(loss, params, allow_unused=True)
+    plain = float(batch_loss(model, collate(graphs), cfg)[0].detach())
+    assert abs(plain - float(loss.detach())) > 1e-6 * abs(plain)      # the override matters here
+    for processes in (1, 2):
+        step = GradientStep(model, graphs, cfg.replace(processes=processes), torch.float64)
+        got = step([0, 1, 2, 3], None, None, energy_weight=123.0)
+        step.close()
+        assert got == pytest.approx(float(loss.detach()), rel=1e-12)
+        for p, r in zip(params, ref):
+            if r is not None:
+                assert torch.allclose(p.grad, r, rtol=1e-10, atol=1e-14)
+
+
+def test_final_stage_switches_the_energy_weight_and_resumes(tmp_path, data):
+    """The last ``final_fraction`` of the epochs trains and validates with ``final_energy_weight``;
+    the best epoch is chosen within that stage, and a resumed run stays in it."""
+    import csv
+    cfg = TrainConfig(**dict(TINY, epochs=6, lr_schedule="constant", final_energy_weight=5000.0,
+                             final_fraction=0.5))
+    full = train(data, cfg, tmp_path / "full", progress=False)
+    with open(tmp_path / "full" / "log.csv") as f:
+        rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    assert len(rows) == 6
+    for r in rows:
+        w = 5000.0 if r["epoch"] > 3 else cfg.energy_weight      # epochs 4..6: progress >= 0.5
+        want = w * (r["valid_energy_mae"] * 1e-3) ** 2 + r["valid_force_mae"] ** 2 \
+            + cfg.stress_weight * r["valid_stress_mae"] ** 2
+        assert r["valid_loss"] == pytest.approx(want, rel=1e-4), r     # the log keeps 6 digits
+    assert rows[3]["best"] == 1                    # a new criterion: its first epoch is the best so far
+    assert full.metrics["best_epoch"] >= 4
+    # stopped after epoch 4, inside stage two (which starts at the same epoch: 3/4 >= 1 - 0.25)
+    train(data, cfg.replace(epochs=4, final_fraction=0.25), tmp_path / "split", progress=False)
+    _, _, state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert state["final_stage"] is True
+    second = train(data, cfg, tmp_path / "split", progress=False, resume=True)
+    wf, ws = _weights(full.model), _weights(second.model)
+    for k in wf:
+        assert torch.allclose(wf[k], ws[k], rtol=1e-9, atol=1e-12), k
+    with pytest.raises(ValueError, match="final_fraction"):
+        TrainConfig(final_fraction=1.0)
+
+
 def test_killed_trainer_leaves_no_worker_processes(tmp_path):
     """``kill -9`` of the training process: its gradient workers see their pipe close and leave."""
     import os

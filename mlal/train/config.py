@@ -51,6 +51,10 @@ class TrainConfig:
     1000 gave 1.11 meV/atom and 0.041 eV/Å, 100 gave 0.45 and 0.019, 30 gave 0.48
     and 0.016, 10 gave 0.55 and 0.013: a heavy energy term (noisy per-structure
     gradients) slows the force fit and, within the time budget, the energy fit too.
+    ``final_energy_weight`` (None: off) replaces ``energy_weight`` for the last
+    ``final_fraction`` of the run (by the cosine schedule's progress: epochs or
+    ``max_time``, whichever is further), a second stage as in MACE; the best
+    weights are then chosen within that stage, by its validation score.
     """
 
     species: List[str] = field(default_factory=list)
@@ -74,6 +78,8 @@ class TrainConfig:
     energy_weight: float = 30.0
     force_weight: float = 1.0
     stress_weight: float = 0.01
+    final_energy_weight: Optional[float] = None
+    final_fraction: float = 0.2
     valid_fraction: float = 0.1
     patience: int = 300
     bootstrap: bool = False
@@ -120,8 +126,10 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        for name in ("energy_weight", "force_weight", "stress_weight"):
-            if getattr(self, name) < 0:
+        if not 0.0 < self.final_fraction < 1.0:
+            raise ValueError(f"final_fraction must be in (0, 1), got {self.final_fraction}")
+        for name in ("energy_weight", "force_weight", "stress_weight", "final_energy_weight"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     # ------------------------------------------------------------------ I/O

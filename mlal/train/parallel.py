@@ -62,8 +62,10 @@ def _worker(conn, others: list, model: EnsembleModel, graphs: Sequence[Graph], c
             return
         if msg is None:
             return
-        flat, idx, weights, member, den = msg
+        flat, idx, weights, member, den, energy_weight = msg
         try:
+            if energy_weight != cfg.energy_weight:
+                cfg = cfg.replace(energy_weight=energy_weight)
             with torch.no_grad():
                 torch.nn.utils.vector_to_parameters(torch.from_numpy(flat), params)
             w = None if weights is None else torch.from_numpy(weights)
@@ -115,8 +117,12 @@ class GradientStep:
         self.conns, self.workers = [], []
 
     def __call__(self, indices: Sequence[int], weights: Optional[torch.Tensor],
-                 member: Optional[int]) -> float:
-        """Set every parameter's ``.grad`` to d(batch loss)/dp for ``graphs[indices]``; returns the loss."""
+                 member: Optional[int], energy_weight: Optional[float] = None) -> float:
+        """Set every parameter's ``.grad`` to d(batch loss)/dp for ``graphs[indices]``; returns the loss.
+
+        ``energy_weight`` (None: the config's) overrides the loss's energy weight.
+        """
+        cfg = self.cfg if energy_weight is None else self.cfg.replace(energy_weight=energy_weight)
         batch = [self.graphs[k] for k in indices]
         groups = split_batch(batch, 1 + len(self.conns))
         part_w = [None if weights is None else weights[:, grp] for grp in groups]
@@ -124,8 +130,9 @@ class GradientStep:
         if len(groups) > 1:
             flat = torch.nn.utils.parameters_to_vector([p.detach() for p in self.params]).numpy()
             for conn, grp, w in zip(self.conns, groups[1:], part_w[1:]):
-                conn.send((flat, [int(indices[k]) for k in grp], None if w is None else w.numpy(), member, den))
-        total_loss, grads = _part_gradient(self.model, self.params, [batch[k] for k in groups[0]], self.cfg,
+                conn.send((flat, [int(indices[k]) for k in grp], None if w is None else w.numpy(), member, den,
+                           cfg.energy_weight))
+        total_loss, grads = _part_gradient(self.model, self.params, [batch[k] for k in groups[0]], cfg,
                                            self.dtype, part_w[0], member, den)
         for conn in self.conns[:len(groups) - 1]:
             try:

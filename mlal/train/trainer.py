@@ -88,16 +88,22 @@ def _bootstrap_weights(n_train: int, K: int, cfg: TrainConfig) -> Optional[np.nd
     return w
 
 
+def _progress(cfg: TrainConfig, epoch: int, elapsed: float) -> float:
+    """How far the run is at the start of ``epoch`` (0-based), in [0, 1]: by epochs after the
+    warm-up, or by wall time against ``max_time``, whichever is further."""
+    span = max(cfg.epochs - cfg.warmup_epochs, 1)
+    progress = max(epoch - cfg.warmup_epochs, 0) / span
+    if cfg.max_time:
+        # quantised so that short runs (far from the time limit) stay bit-reproducible
+        progress = max(progress, math.floor(100.0 * elapsed / cfg.max_time) / 100.0)
+    return min(progress, 1.0)
+
+
 def _lr_factor(cfg: TrainConfig, epoch: int, elapsed: float) -> float:
     """Cosine factor at the start of ``epoch`` (0-based); with ``max_time`` also annealed by wall time."""
     if epoch < cfg.warmup_epochs:
         return (epoch + 1) / (cfg.warmup_epochs + 1)
-    span = max(cfg.epochs - cfg.warmup_epochs, 1)
-    progress = (epoch - cfg.warmup_epochs) / span
-    if cfg.max_time:
-        # quantised so that short runs (far from the time limit) stay bit-reproducible
-        progress = max(progress, math.floor(100.0 * elapsed / cfg.max_time) / 100.0)
-    progress = min(progress, 1.0)
+    progress = _progress(cfg, epoch, elapsed)
     lo = cfg.lr_min_factor
     return lo + (1.0 - lo) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
@@ -167,6 +173,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
     grad_step = GradientStep(model, train_g, cfg, dtype)
     history: List[Dict[str, Any]] = []
     epoch0, step, best_score, best_epoch, bad_epochs = 0, 0, float("inf"), -1, 0
+    stage_cfg = cfg                         # the final stage's energy weight, once it starts
     lr_scale, plateau_bad, plateau_best = 1.0, 0, float("inf")
     elapsed0 = 0.0
     best_state = _no_grad_copy(model)
@@ -181,6 +188,8 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
                                                float(state["plateau_best"]))
         elapsed0 = float(state["elapsed"])
         best_state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state["best_state"].items()}
+        if state.get("final_stage"):
+            stage_cfg = cfg.replace(energy_weight=cfg.final_energy_weight)
     provenance = {"data": data_provenance(items), "config": cfg.to_dict(),
                   "init": None if init is None or isinstance(init, EnsembleModel) else str(init),
                   "warm_start": init is not None}
@@ -211,7 +220,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
             "bad_epochs": bad_epochs, "lr_scale": lr_scale, "plateau_bad": plateau_bad,
             "plateau_best": plateau_best, "elapsed": elapsed, "history": history,
             "n_structures": len(graphs), "train_idx": train_idx.tolist(), "valid_idx": valid_idx.tolist(),
-            "provenance": provenance, **extra,
+            "final_stage": stage_cfg is not cfg, "provenance": provenance, **extra,
         }, ckpt_path)
 
     bar = None
@@ -229,6 +238,11 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
         if bad_epochs >= cfg.patience:
             stopped = "early_stopping"
             break
+        if (cfg.final_energy_weight is not None and stage_cfg is cfg
+                and _progress(cfg, epoch, elapsed) >= 1.0 - cfg.final_fraction):
+            # second stage: a new loss, so a new criterion; the best epoch is chosen within it
+            stage_cfg = cfg.replace(energy_weight=cfg.final_energy_weight)
+            best_score, bad_epochs, plateau_best = float("inf"), 0, float("inf")
         if cfg.lr_schedule == "cosine":
             lr = cfg.lr * _lr_factor(cfg, epoch, elapsed)
         elif cfg.lr_schedule == "plateau":
@@ -245,7 +259,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
             sel = order[start:start + cfg.batch_size]
             w = None if boot is None else torch.as_tensor(boot[:, sel])
             member = None if cfg.force_members == "all" or K == 1 else step % K
-            loss = grad_step(sel, w, member)
+            loss = grad_step(sel, w, member, stage_cfg.energy_weight)
             if cfg.grad_clip and cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
@@ -265,7 +279,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
         model.eval()
         if valid_g:
             vm = errors(model, valid_g, dtype=dtype)
-            score = validation_score(vm, cfg)
+            score = validation_score(vm, stage_cfg)
         else:
             vm = {"energy_mae": float("nan"), "force_mae": float("nan"), "stress_mae": float("nan")}
             score = train_loss
