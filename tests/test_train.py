@@ -19,7 +19,8 @@ from mlal.train.loss import GPA, batch_loss, errors
 torch.set_num_threads(1)
 
 TINY = dict(cutoff=4.0, n_members=2, n_basis=5, channels=[4, 2, 2, 1], latent=8, hidden=8, batch_size=4,
-            lr=1e-2, epochs=4, max_time=None, valid_fraction=0.25, warmup_epochs=0, dtype="float64")
+            lr=1e-2, epochs=4, max_time=None, valid_fraction=0.25, warmup_epochs=0, dtype="float64",
+            final_energy_weight=None)
 
 
 def emt_structures(n=12, seed=0, stress=True, symbol="Cu"):
@@ -205,8 +206,8 @@ def test_energy_weight_override_reaches_the_workers(data):
 
 
 def test_final_stage_switches_the_energy_weight_and_resumes(tmp_path, data):
-    """The last ``final_fraction`` of the epochs trains and validates with ``final_energy_weight``;
-    the best epoch is chosen within that stage, and a resumed run stays in it."""
+    """The last ``final_fraction`` of the epochs ramps the loss up to ``final_energy_weight`` and
+    validates with it; the best epoch is chosen by that criterion; a resumed run stays in the stage."""
     import csv
     cfg = TrainConfig(**dict(TINY, epochs=6, lr_schedule="constant", final_energy_weight=5000.0,
                              final_fraction=0.5))
@@ -219,8 +220,13 @@ def test_final_stage_switches_the_energy_weight_and_resumes(tmp_path, data):
         want = w * (r["valid_energy_mae"] * 1e-3) ** 2 + r["valid_force_mae"] ** 2 \
             + cfg.stress_weight * r["valid_stress_mae"] ** 2
         assert r["valid_loss"] == pytest.approx(want, rel=1e-4), r     # the log keeps 6 digits
-    assert rows[3]["best"] == 1                    # a new criterion: its first epoch is the best so far
-    assert full.metrics["best_epoch"] >= 4
+    # the loss's weight: 30 until the stage, then geometric up to 5000 over its first half
+    ramp = [30.0, 30.0, 30.0, 30.0, 30.0 * (5000.0 / 30.0) ** (2.0 / 3.0), 5000.0]
+    assert [r["energy_weight"] for r in rows] == pytest.approx(ramp, rel=1e-5)
+    # the kept epoch is the best by the final criterion, first-stage epochs re-scored by it
+    final = [5000.0 * (r["valid_energy_mae"] * 1e-3) ** 2 + r["valid_force_mae"] ** 2
+             + cfg.stress_weight * r["valid_stress_mae"] ** 2 for r in rows]
+    assert full.metrics["best_epoch"] == int(np.argmin(final)) + 1
     # stopped after epoch 4, inside stage two (which starts at the same epoch: 3/4 >= 1 - 0.25)
     train(data, cfg.replace(epochs=4, final_fraction=0.25), tmp_path / "split", progress=False)
     _, _, state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
@@ -231,6 +237,32 @@ def test_final_stage_switches_the_energy_weight_and_resumes(tmp_path, data):
         assert torch.allclose(wf[k], ws[k], rtol=1e-9, atol=1e-12), k
     with pytest.raises(ValueError, match="final_fraction"):
         TrainConfig(final_fraction=1.0)
+
+
+def test_final_stage_keeps_the_first_stage_best_unless_beaten(tmp_path, data, monkeypatch):
+    """A final stage that only makes things worse (here one that climbs the loss) does not replace
+    the first stage's best: that one is re-scored, not forgotten."""
+    import csv
+    import mlal.train.parallel as parallel
+    import mlal.train.trainer as trainer
+    plain_weight, plain_loss = trainer._energy_weight, parallel.batch_loss
+    marker = 1234.0                                # the stage's loss weight, recognised below
+
+    def climbing_loss(model, b, cfg, *args):
+        loss, out = plain_loss(model, b, cfg, *args)
+        return (-loss if cfg.energy_weight == marker else loss), out
+    monkeypatch.setattr(trainer, "_energy_weight", lambda cfg, progress:
+                        (marker, True) if plain_weight(cfg, progress)[1] else plain_weight(cfg, progress))
+    monkeypatch.setattr(parallel, "batch_loss", climbing_loss)
+    cfg = TrainConfig(**dict(TINY, epochs=8, lr_schedule="constant", final_energy_weight=30.0,
+                             final_fraction=0.5, processes=1))
+    res = train(data, cfg, tmp_path, progress=False)
+    with open(tmp_path / "log.csv") as f:
+        rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    assert [r["energy_weight"] for r in rows[4:]] == [marker] * 4
+    score = [r["valid_loss"] for r in rows]
+    assert min(score[4:]) > min(score[:4])         # the stage made things worse ...
+    assert res.metrics["best_epoch"] <= 4          # ... so the first stage's best is kept
 
 
 def test_killed_trainer_leaves_no_worker_processes(tmp_path):

@@ -51,10 +51,12 @@ class TrainConfig:
     1000 gave 1.11 meV/atom and 0.041 eV/Å, 100 gave 0.45 and 0.019, 30 gave 0.48
     and 0.016, 10 gave 0.55 and 0.013: a heavy energy term (noisy per-structure
     gradients) slows the force fit and, within the time budget, the energy fit too.
-    ``final_energy_weight`` (None: off) replaces ``energy_weight`` for the last
-    ``final_fraction`` of the run (by the cosine schedule's progress: epochs or
-    ``max_time``, whichever is further), a second stage as in MACE; the best
-    weights are then chosen within that stage, by its validation score.
+    ``final_energy_weight`` (default 1000; None: off) is a second stage, as in MACE: over the
+    last ``final_fraction`` of the run (by the cosine schedule's progress: epochs
+    or ``max_time``, whichever is further) the energy weight rises geometrically
+    to it within the stage's first half, and the best weights are chosen by the
+    validation score with that weight (the first stage's best, re-scored, stays
+    unless the stage beats it).
     """
 
     species: List[str] = field(default_factory=list)
@@ -78,7 +80,7 @@ class TrainConfig:
     energy_weight: float = 30.0
     force_weight: float = 1.0
     stress_weight: float = 0.01
-    final_energy_weight: Optional[float] = None
+    final_energy_weight: Optional[float] = 1000.0
     final_fraction: float = 0.2
     valid_fraction: float = 0.1
     patience: int = 300

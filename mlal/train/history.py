@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 LOG_FIELDS = ["epoch", "seconds", "lr", "train_loss", "valid_loss", "valid_energy_mae", "valid_force_mae",
-               "valid_stress_mae", "best"]
+               "valid_stress_mae", "best", "energy_weight"]
 
 
 def write_log(out: Path, history: List[Dict[str, Any]]) -> None:

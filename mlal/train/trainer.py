@@ -99,6 +99,23 @@ def _progress(cfg: TrainConfig, epoch: int, elapsed: float) -> float:
     return min(progress, 1.0)
 
 
+def _energy_weight(cfg: TrainConfig, progress: float) -> Tuple[float, bool]:
+    """The loss's energy weight at ``progress``, and whether the final stage has begun.
+
+    In the final stage (the last ``final_fraction``) the weight goes geometrically
+    from ``energy_weight`` to ``final_energy_weight`` over the stage's first half,
+    then stays: a sudden 30-fold jump threw a converged Cu fit off (validation
+    energy MAE 0.8 -> 3.7 meV/atom, forces 0.015 -> 0.023 eV/Å, for the rest of the run).
+    """
+    start = 1.0 - cfg.final_fraction
+    if cfg.final_energy_weight is None or progress < start:
+        return cfg.energy_weight, False
+    t = min(1.0, (progress - start) / (0.5 * cfg.final_fraction))
+    w0, w1 = cfg.energy_weight, cfg.final_energy_weight
+    w = w0 * (w1 / w0) ** t if w0 > 0 and w1 > 0 else w0 + t * (w1 - w0)
+    return float(w), True
+
+
 def _lr_factor(cfg: TrainConfig, epoch: int, elapsed: float) -> float:
     """Cosine factor at the start of ``epoch`` (0-based); with ``max_time`` also annealed by wall time."""
     if epoch < cfg.warmup_epochs:
@@ -238,11 +255,16 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
         if bad_epochs >= cfg.patience:
             stopped = "early_stopping"
             break
-        if (cfg.final_energy_weight is not None and stage_cfg is cfg
-                and _progress(cfg, epoch, elapsed) >= 1.0 - cfg.final_fraction):
-            # second stage: a new loss, so a new criterion; the best epoch is chosen within it
+        energy_weight, final_now = _energy_weight(cfg, _progress(cfg, epoch, elapsed))
+        if final_now and stage_cfg is cfg:
+            # final stage: a new criterion (with the final energy weight); the best epoch so far is
+            # re-scored by it, so the stage keeps its weights only if they are better by that measure
             stage_cfg = cfg.replace(energy_weight=cfg.final_energy_weight)
-            best_score, bad_epochs, plateau_best = float("inf"), 0, float("inf")
+            rows = [r for r in history if r["epoch"] == best_epoch + 1]
+            best_score = (validation_score({k: rows[0][f"valid_{k}"] for k in
+                                            ("energy_mae", "force_mae", "stress_mae")}, stage_cfg)
+                          if valid_g and rows else float("inf"))
+            bad_epochs, plateau_best = 0, float("inf")
         if cfg.lr_schedule == "cosine":
             lr = cfg.lr * _lr_factor(cfg, epoch, elapsed)
         elif cfg.lr_schedule == "plateau":
@@ -259,7 +281,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
             sel = order[start:start + cfg.batch_size]
             w = None if boot is None else torch.as_tensor(boot[:, sel])
             member = None if cfg.force_members == "all" or K == 1 else step % K
-            loss = grad_step(sel, w, member, stage_cfg.energy_weight)
+            loss = grad_step(sel, w, member, energy_weight)
             if cfg.grad_clip and cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
@@ -301,7 +323,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
         epoch += 1
         row = {"epoch": epoch, "seconds": elapsed0 + time.time() - t_start, "lr": lr, "train_loss": train_loss,
                "valid_loss": score, "valid_energy_mae": vm["energy_mae"], "valid_force_mae": vm["force_mae"],
-               "valid_stress_mae": vm["stress_mae"], "best": int(improved)}
+               "valid_stress_mae": vm["stress_mae"], "best": int(improved), "energy_weight": energy_weight}
         history.append(row)
         save_checkpoint(False, _no_grad_copy(model), best_state, row["seconds"])
         write_log(out, history)
