@@ -14,6 +14,8 @@ Recipe (see :class:`~mlal.train.config.TrainConfig` for every knob):
 4. learning-rate schedule (cosine with warm-up, plateau or constant), an
    exponential moving average of the weights, early stopping on the
    validation loss of the ensemble mean; the best (EMA) weights are kept;
+   a final stage raises the energy weight over the last ``final_fraction``
+   of the run (``final_energy_weight``) and judges by that weight;
 5. ``DIR/checkpoint.pt`` is written atomically after every epoch (resumable),
    with ``DIR/log.csv`` and ``DIR/learning_curve.png``;
 6. the MaxVol active set is rebuilt on all training atoms and ``DIR/model.pt``
