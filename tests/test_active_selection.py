@@ -117,7 +117,7 @@ def test_crashed_worker_is_recorded_and_pool_replaced():
     seen = []
     res = lab.label([("a", ATOMS), ("b", ATOMS)], seen.append)
     assert [r.ok for r in res] == [False, False] and len(seen) == 2
-    assert all("worker failed" in r.error for r in res)
+    assert all("worker failed" in r.error and "__main__" in r.error for r in res)   # says what to check
     lab.spec = {"type": "emt"}
     res = lab.label([("c", ATOMS)])                  # a fresh pool answers again
     assert res[0].ok

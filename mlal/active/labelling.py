@@ -11,6 +11,7 @@ forces above ``max_force`` (eV/Å), or runs longer than ``timeout`` seconds.
 from __future__ import annotations
 
 import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
 import multiprocessing
 import os
 import signal
@@ -224,7 +225,10 @@ class Labeller:
                 try:
                     res = fut.result()
                 except Exception as exc:  # noqa: BLE001  (worker crashed, pool broken...)
-                    res = LabelResult(key, False, error=f"worker failed: {type(exc).__name__}: {exc}")
+                    hint = (" (the worker process died: out of memory, a crash inside the oracle, or a "
+                            "script that starts the campaign without `if __name__ == '__main__':`, which "
+                            "spawned workers re-run)") if isinstance(exc, BrokenProcessPool) else ""
+                    res = LabelResult(key, False, error=f"worker failed: {type(exc).__name__}: {exc}{hint}")
                 results[key] = res
                 if on_result:
                     on_result(res)
