@@ -50,7 +50,7 @@ selection: {gamma_select: 1.3, gamma_break: 2.5, batch_size: 4, max_candidates: 
 training: {cutoff: 5.0, epochs: 200, n_members: 4, valid_fraction: 0.0, max_time: 45, lr: 0.01,
            final_energy_weight: null}
 retraining: {epochs: 40, max_time: 10, lr: 0.005, warmup_epochs: 0}
-final_training: {epochs: 400, max_time: 60}
+final_training: {epochs: 400, max_time: 60, lr: 0.003}
 budget: {max_oracle_calls: 400, max_wall_time: 720}
 """
 
