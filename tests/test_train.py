@@ -184,6 +184,13 @@ def test_step_split_over_processes_equals_whole_batch(data, member):
         TrainConfig(processes=-1)
 
 
+def _log_rows(out):
+    """``out/log.csv`` as a list of rows of floats."""
+    import csv
+    with open(out / "log.csv") as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
 def test_energy_weight_override_reaches_the_workers(data):
     """``GradientStep(..., energy_weight=w)`` is the loss with that energy weight, in every process."""
     from mlal.train.parallel import GradientStep
@@ -208,12 +215,10 @@ def test_energy_weight_override_reaches_the_workers(data):
 def test_final_stage_switches_the_energy_weight_and_resumes(tmp_path, data):
     """The last ``final_fraction`` of the epochs ramps the loss up to ``final_energy_weight`` and
     validates with it; the best epoch is chosen by that criterion; a resumed run stays in the stage."""
-    import csv
     cfg = TrainConfig(**dict(TINY, epochs=6, lr_schedule="constant", final_energy_weight=5000.0,
                              final_fraction=0.5))
     full = train(data, cfg, tmp_path / "full", progress=False)
-    with open(tmp_path / "full" / "log.csv") as f:
-        rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    rows = _log_rows(tmp_path / "full")
     assert len(rows) == 6
     for r in rows:
         w = 5000.0 if r["epoch"] > 3 else cfg.energy_weight      # epochs 4..6: progress >= 0.5
@@ -242,7 +247,6 @@ def test_final_stage_switches_the_energy_weight_and_resumes(tmp_path, data):
 def test_final_stage_keeps_the_first_stage_best_unless_beaten(tmp_path, data, monkeypatch):
     """A final stage that only makes things worse (here one that climbs the loss) does not replace
     the first stage's best: that one is re-scored, not forgotten."""
-    import csv
     import mlal.train.parallel as parallel
     import mlal.train.trainer as trainer
     plain_weight, plain_loss = trainer._energy_weight, parallel.batch_loss
@@ -257,8 +261,7 @@ def test_final_stage_keeps_the_first_stage_best_unless_beaten(tmp_path, data, mo
     cfg = TrainConfig(**dict(TINY, epochs=8, lr_schedule="constant", final_energy_weight=30.0,
                              final_fraction=0.5, processes=1))
     res = train(data, cfg, tmp_path, progress=False)
-    with open(tmp_path / "log.csv") as f:
-        rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    rows = _log_rows(tmp_path)
     assert [r["energy_weight"] for r in rows[4:]] == [marker] * 4
     score = [r["valid_loss"] for r in rows]
     assert min(score[4:]) > min(score[:4])         # the stage made things worse ...
