@@ -34,6 +34,19 @@ def _triu(n: int) -> Tuple[List[int], List[int]]:
     return rows, cols
 
 
+def padded_slots(centre: torch.Tensor, n: int) -> Tuple[torch.Tensor, int]:
+    """Row of each edge in a ``[n * n_max]`` per-centre padded layout, and ``n_max``.
+
+    ``centre`` (the edges' centre atoms) must be sorted.
+    """
+    n_edges = centre.shape[0]
+    counts = torch.bincount(centre, minlength=n)
+    n_max = int(counts.max()) if n_edges > 0 else 1
+    first = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(n_edges, device=centre.device) - first.index_select(0, centre)
+    return centre * n_max + slot, n_max
+
+
 class EnsembleModel(nn.Module):
     """Ensemble of K atomistic energy models sharing one descriptor.
 
@@ -115,8 +128,8 @@ class EnsembleModel(nn.Module):
         self.register_buffer("sym3_weight", torch.tensor([1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 6.0]))
         self.register_buffer("sym4_weight", torch.tensor(
             [1.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 6.0, 6.0, 6.0, 12.0, 12.0, 12.0]))
-        self.register_buffer("pair12_a", torch.arange(self.c1).repeat_interleave(self.c2), persistent=False)
-        self.register_buffer("pair12_b", torch.arange(self.c2).repeat(self.c1), persistent=False)
+        # rank-2 unique components (xx yy zz yz xz xy) to the 9 entries of the symmetric 3x3 matrix
+        self.register_buffer("sym2_full", torch.tensor([0, 5, 4, 5, 1, 3, 4, 3, 2]), persistent=False)
         self.register_buffer("species_onehot", torch.eye(len(species)), persistent=False)
         # rank-2 unique components as products u_a u_b, rank 3 as (rank-2 component) * u_c
         self.register_buffer("rank2_a", torch.tensor([0, 1, 2, 1, 0, 0]), persistent=False)
@@ -154,62 +167,81 @@ class EnsembleModel(nn.Module):
     # ------------------------------------------------------------------ descriptor
     def moments(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                 n_local: int) -> List[torch.Tensor]:
-        """Moment tensors of rank 0..3 for the ``n_local`` centre atoms.
+        """Moment tensors of rank 0..3 (and 4) for the ``n_local`` centre atoms.
 
         Symmetric tensors are stored by their unique components: rank 2 as
         ``xx yy zz yz xz xy`` and rank 3 as ``xxx yyy zzz xxy xxz yyx yyz zzx zzy xyz``.
-        The neighbour sums are taken over the fixed basis first,
-        ``Q_i[s, b, a] = Σ_{j of species s} T_b(r_ij) f_c(r_ij) û_ij^a`` (edges laid out
-        per centre, padded, one batched matrix product), and the learned radial
-        channel weights mix ``Q`` per centre afterwards: the same function as
-        mixing per edge, with no parameters at the edge level.
+        ``mix(basis_moments(...))``: the geometry first, then the learned channel weights.
+        """
+        return self.mix(species, self.basis_moments(species, edge_index, edge_vec, n_local))
+
+    def edge_basis(self, species: torch.Tensor, edge_index: torch.Tensor,
+                   edge_vec: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per edge: radial basis ``[E, S*B]`` (in the neighbour species' block) and angular products ``[E, A]``."""
+        d = torch.sqrt((edge_vec * edge_vec).sum(dim=1))
+        radial = self.species_blocks(species.index_select(0, edge_index[1]), self.radial_basis(d))
+        return radial, self.angular_basis(edge_vec / d.unsqueeze(1))
+
+    def radial_basis(self, d: torch.Tensor) -> torch.Tensor:
+        """``T_b(d) f_c(d)``, ``[E, B]``, distances in Å."""
+        return chebyshev_basis(d, self.cutoff, self.n_basis, self.r_min)
+
+    def species_blocks(self, neighbour_species: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+        """``[E, B]`` -> ``[E, S*B]``: each edge's radial basis in its neighbour species' block."""
+        S = self.n_species
+        if S == 1:
+            return radial
+        onehot = self.species_onehot.index_select(0, neighbour_species)
+        return (radial.unsqueeze(1) * onehot.unsqueeze(2)).reshape(radial.shape[0], S * self.n_basis)
+
+    def angular_basis(self, u: torch.Tensor) -> torch.Tensor:
+        """Products ``1, u, u⊗u, u⊗u⊗u`` (and rank 4) of unit vectors, unique components, ``[E, A]``."""
+        u2 = u.index_select(1, self.rank2_a) * u.index_select(1, self.rank2_b)   # xx yy zz yz xz xy
+        u3 = u2.index_select(1, self.rank3_a) * u.index_select(1, self.rank3_b)  # xxx yyy zzz xxy ... xyz
+        one = torch.ones_like(u[:, :1])
+        if self.c4 > 0:
+            u4 = u2.index_select(1, self.rank4_a) * u2.index_select(1, self.rank4_b)
+            return torch.cat([one, u, u2, u3, u4], dim=1)                        # [E, 35]
+        return torch.cat([one, u, u2, u3], dim=1)                                # [E, 20]
+
+    def basis_moments(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                      n_local: int) -> torch.Tensor:
+        """Moments over the fixed basis, ``Q_i[s*B + b, a] = Σ_{j of species s} T_b(r_ij) f_c(r_ij) û_ij^a``.
+
+        ``[n_local, S*B, A]``: geometry only, no parameters. Edges are laid out
+        per centre, padded, and summed by one batched matrix product.
         """
         i = edge_index[0]
-        j = edge_index[1]
         n = n_local
         n_edges = edge_vec.shape[0]
         if n_edges > 1 and bool((i[1:] < i[:-1]).any()):
             order = torch.argsort(i, stable=True)
-            i = i.index_select(0, order)
-            j = j.index_select(0, order)
+            edge_index = edge_index.index_select(1, order)
             edge_vec = edge_vec.index_select(0, order)
-        d = torch.sqrt((edge_vec * edge_vec).sum(dim=1))
-        u = edge_vec / d.unsqueeze(1)
-        basis = chebyshev_basis(d, self.cutoff, self.n_basis, self.r_min)  # [E, B]
+            i = edge_index[0]
+        basis, ang = self.edge_basis(species, edge_index, edge_vec)
+        flat, n_max = padded_slots(i, n)
+        b_pad = torch.zeros(n * n_max, basis.shape[1], dtype=basis.dtype, device=basis.device)
+        a_pad = torch.zeros(n * n_max, ang.shape[1], dtype=ang.dtype, device=ang.device)
+        b_pad = b_pad.index_copy(0, flat, basis).view(n, n_max, basis.shape[1])
+        a_pad = a_pad.index_copy(0, flat, ang).view(n, n_max, ang.shape[1])
+        return torch.bmm(b_pad.transpose(1, 2), a_pad)                         # [n, S*B, A]
+
+    def mix(self, species: torch.Tensor, q: torch.Tensor) -> List[torch.Tensor]:
+        """Learned radial channels per centre, ``M[c, a] = Σ_{s,b} W[s_i, s, b, c] Q[s*B + b, a]``, split by rank."""
         S, B = self.n_species, self.n_basis
-        if S > 1:   # basis functions of neighbour species s go to block s: [E, S*B]
-            sj = species.index_select(0, j)
-            basis = (basis.unsqueeze(1) * self.species_onehot.index_select(0, sj).unsqueeze(2)).reshape(
-                n_edges, S * B)
-        u2 = u.index_select(1, self.rank2_a) * u.index_select(1, self.rank2_b)   # xx yy zz yz xz xy
-        u3 = u2.index_select(1, self.rank3_a) * u.index_select(1, self.rank3_b)  # xxx yyy zzz xxy ... xyz
-        if self.c4 > 0:
-            u4 = u2.index_select(1, self.rank4_a) * u2.index_select(1, self.rank4_b)
-            ang = torch.cat([torch.ones_like(d).unsqueeze(1), u, u2, u3, u4], dim=1)   # [E, 35]
-        else:
-            ang = torch.cat([torch.ones_like(d).unsqueeze(1), u, u2, u3], dim=1)       # [E, 20]
-        A = self.n_angular
-        counts = torch.bincount(i, minlength=n)
-        n_max = int(counts.max()) if n_edges > 0 else 1
-        first = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(n_edges, device=i.device) - first.index_select(0, i)
-        flat = i * n_max + slot
-        b_pad = torch.zeros(n * n_max, S * B, dtype=basis.dtype, device=basis.device)
-        a_pad = torch.zeros(n * n_max, A, dtype=ang.dtype, device=ang.device)
-        b_pad = b_pad.index_copy(0, flat, basis).view(n, n_max, S * B)
-        a_pad = a_pad.index_copy(0, flat, ang).view(n, n_max, A)
-        q = torch.bmm(b_pad.transpose(1, 2), a_pad)                              # [n, S*B, A]
-        # channel mixing per centre: M[c, a] = Σ_{s,b} W[s_i, s, b, c] Q[s, b, a]
+        n = q.shape[0]
         w = self.radial_weight.view(S, S * B, self.n_channels)
-        if S == 1:
-            m = torch.matmul(w[0].t(), q)                                        # [n, C, A]
-        else:
-            m = torch.bmm(w.index_select(0, species[:n]).transpose(1, 2), q)
-        c0, c1, c2, c3 = self.c0, self.c1, self.c2, self.c3
-        out = [m[:, :c0, 0], m[:, c0:c0 + c1, 1:4], m[:, c0 + c1:c0 + c1 + c2, 4:10],
-               m[:, c0 + c1 + c2:c0 + c1 + c2 + c3, 10:20]]
-        if self.c4 > 0:
-            out.append(m[:, c0 + c1 + c2 + c3:, 20:35])
+        wi = w[0].t() if S == 1 else w.index_select(0, species[:n]).transpose(1, 2)   # [C, SB] or [n, C, SB]
+        # rank by rank: only the blocks that are kept (channels of rank r x components of rank r)
+        chans = [0, self.c0, self.c0 + self.c1, self.c0 + self.c1 + self.c2,
+                 self.c0 + self.c1 + self.c2 + self.c3, self.n_channels]
+        comps = [0, 1, 4, 10, 20, 35]
+        out: List[torch.Tensor] = []
+        for r in range(5 if self.c4 > 0 else 4):
+            wr = wi[chans[r]:chans[r + 1]] if S == 1 else wi[:, chans[r]:chans[r + 1]]
+            out.append(torch.matmul(wr, q[:, :, comps[r]:comps[r + 1]]))              # [n, c_r, components]
+        out[0] = out[0].squeeze(2)
         return out
 
     def invariants(self, m: List[torch.Tensor]) -> torch.Tensor:
@@ -222,11 +254,11 @@ class EnsembleModel(nn.Module):
         g2 = (w2.index_select(1, self.triu2_r) * m2s.index_select(1, self.triu2_c)).sum(2)   # M2_a : M2_b
         g3 = (m3s.index_select(1, self.triu3_r) * (m3s * self.sym3_weight).index_select(1, self.triu3_c)).sum(2)
         p1 = m1.index_select(2, self.rank2_a) * m1.index_select(2, self.rank2_b)  # M1_a ⊗ M1_a, unique
-        t12 = (p1.index_select(1, self.pair12_a) * w2.index_select(1, self.pair12_b)).sum(2)  # M1_a·M2_b·M1_a
-        a, b, c = m2s[:, :, 0], m2s[:, :, 1], m2s[:, :, 2]
-        d, e, f = m2s[:, :, 3], m2s[:, :, 4], m2s[:, :, 5]
-        t222 = (a * a * a + b * b * b + c * c * c + 3.0 * ((a + b) * f * f + (a + c) * e * e + (b + c) * d * d)
-                + 6.0 * d * e * f)                                               # tr(M2³), M2 symmetric
+        n = m0.shape[0]
+        t12 = torch.bmm(p1, w2.transpose(1, 2)).reshape(n, -1)                  # M1_a·M2_b·M1_a, all (a, b)
+        full2 = m2s.index_select(2, self.sym2_full).view(n, -1, 3, 3)           # M2 as 3x3 matrices
+        sq = (full2.unsqueeze(4) * full2.unsqueeze(2)).sum(3)                  # M2², no tiny matmuls
+        t222 = (sq * full2).sum(dim=(2, 3))                                     # tr(M2³), M2 symmetric
         parts = [m0, g1, g2, g3, t12, t222]
         if self.c4 > 0:
             m4s = m[4]
@@ -237,9 +269,12 @@ class EnsembleModel(nn.Module):
     def latent(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                n_local: int) -> torch.Tensor:
         """Shared latent features ``h_i`` ``[n_local, latent]`` (also the γ features)."""
-        feats = self.invariants(self.moments(species, edge_index, edge_vec, n_local))
-        feats = (feats - self.feature_mean) / self.feature_std
-        s = species[:n_local]
+        return self.latent_from_moments(species, self.moments(species, edge_index, edge_vec, n_local))
+
+    def latent_from_moments(self, species: torch.Tensor, m: List[torch.Tensor]) -> torch.Tensor:
+        """``h_i`` from the centre atoms' moment tensors (:meth:`moments` or ``mix(Q)``)."""
+        feats = (self.invariants(m) - self.feature_mean) / self.feature_std
+        s = species[:feats.shape[0]]
         return torch.nn.functional.silu(feats @ self.latent_weight + self.latent_bias[s])
 
     def member_energies(self, species: torch.Tensor, h: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from ..data.graph import Graph, collate
 from ..nn.model import EnsembleModel
 from ..system import available_cores
 from .config import TrainConfig
+from .geometry import EdgeGeometry, cached_geometry
 from .loss import batch_loss, loss_denominators
 
 
@@ -43,14 +44,15 @@ def split_batch(graphs: Sequence[Graph], parts: int) -> List[List[int]]:
 
 
 def _part_gradient(model: EnsembleModel, params: List[torch.Tensor], graphs: Sequence[Graph],
-                   cfg: TrainConfig, dtype: torch.dtype, weights: Optional[torch.Tensor],
-                   member: Optional[int], den: Dict[str, float]) -> Tuple[float, List[Optional[torch.Tensor]]]:
-    loss, _ = batch_loss(model, collate(graphs, dtype=dtype), cfg, weights, member, den)
+                   geometry: Optional[Sequence[EdgeGeometry]], cfg: TrainConfig, dtype: torch.dtype,
+                   weights: Optional[torch.Tensor], member: Optional[int],
+                   den: Dict[str, float]) -> Tuple[float, List[Optional[torch.Tensor]]]:
+    loss, _ = batch_loss(model, collate(graphs, dtype=dtype), cfg, weights, member, den, geometry)
     return float(loss.detach()), list(torch.autograd.grad(loss, params, allow_unused=True))
 
 
-def _worker(conn, others: list, model: EnsembleModel, graphs: Sequence[Graph], cfg: TrainConfig,
-            dtype: torch.dtype) -> None:
+def _worker(conn, others: list, model: EnsembleModel, graphs: Sequence[Graph],
+            geometry: Optional[Sequence[EdgeGeometry]], cfg: TrainConfig, dtype: torch.dtype) -> None:
     for c in others:           # the main process's ends, inherited by the fork: without them, the
         c.close()              # pipe reports EOF when the main process dies, and the worker leaves
     torch.set_num_threads(1)
@@ -69,7 +71,8 @@ def _worker(conn, others: list, model: EnsembleModel, graphs: Sequence[Graph], c
             with torch.no_grad():
                 torch.nn.utils.vector_to_parameters(torch.from_numpy(flat), params)
             w = None if weights is None else torch.from_numpy(weights)
-            loss, grads = _part_gradient(model, params, [graphs[k] for k in idx], cfg, dtype, w, member, den)
+            geo = None if geometry is None else [geometry[k] for k in idx]
+            loss, grads = _part_gradient(model, params, [graphs[k] for k in idx], geo, cfg, dtype, w, member, den)
             present = [g is not None for g in grads]
             vec = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
                              for g, p in zip(grads, params)]) if params else torch.zeros(0)
@@ -90,6 +93,7 @@ class GradientStep:
                  dtype: torch.dtype) -> None:
         self.model, self.graphs, self.cfg, self.dtype = model, list(graphs), cfg, dtype
         self.params = list(model.parameters())
+        self.geometry = cached_geometry(model, self.graphs, dtype)
         n = cfg.processes if cfg.processes > 0 else available_cores()
         self.processes = max(1, min(n, cfg.batch_size, len(self.graphs)))
         self.conns = []
@@ -98,8 +102,8 @@ class GradientStep:
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
             for _ in range(self.processes - 1):
                 here, there = ctx.Pipe()
-                p = ctx.Process(target=_worker, args=(there, self.conns + [here], model, self.graphs, cfg, dtype),
-                                daemon=True)
+                p = ctx.Process(target=_worker, daemon=True,
+                                args=(there, self.conns + [here], model, self.graphs, self.geometry, cfg, dtype))
                 p.start()
                 there.close()
                 self.conns.append(here)
@@ -132,7 +136,8 @@ class GradientStep:
             for conn, grp, w in zip(self.conns, groups[1:], part_w[1:]):
                 conn.send((flat, [int(indices[k]) for k in grp], None if w is None else w.numpy(), member, den,
                            cfg.energy_weight))
-        total_loss, grads = _part_gradient(self.model, self.params, [batch[k] for k in groups[0]], cfg,
+        geo = None if self.geometry is None else [self.geometry[int(indices[k])] for k in groups[0]]
+        total_loss, grads = _part_gradient(self.model, self.params, [batch[k] for k in groups[0]], geo, cfg,
                                            self.dtype, part_w[0], member, den)
         for conn in self.conns[:len(groups) - 1]:
             try:

@@ -6,13 +6,26 @@ assembly as in deployment (:mod:`mlal.deploy.host`).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Union
+from typing import Dict, List, Tuple, Union
 
 import torch
 
 from ..data.graph import Batch
 from ..deploy.host import forces_from_edges, stress_from_edges
 from ..nn.model import EnsembleModel
+
+
+def structure_energies(model: EnsembleModel, batch: Batch, h: torch.Tensor,
+                       members: Union[bool, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Every member's energy per structure ``[K, G]`` (eV), and the ones to differentiate (see :func:`predict`)."""
+    atom_e = model.member_energies(batch.species, h)                       # [K, N]
+    energy = torch.zeros(atom_e.shape[0], batch.n_graphs, dtype=atom_e.dtype).index_add_(
+        1, batch.graph_of_atom, atom_e)
+    if members is True:
+        return energy, energy
+    if members is False:
+        return energy, energy.mean(0, keepdim=True)
+    return energy, torch.stack([energy.mean(0), energy[int(members)]])
 
 
 def predict(model: EnsembleModel, batch: Batch, create_graph: bool = False,
@@ -28,15 +41,7 @@ def predict(model: EnsembleModel, batch: Batch, create_graph: bool = False,
     edge_vec = batch.edge_vec.detach().requires_grad_(True)
     n = int(batch.species.shape[0])
     h = model.latent(batch.species, batch.edge_index, edge_vec, n)
-    atom_e = model.member_energies(batch.species, h)                       # [K, N]
-    G = batch.n_graphs
-    energy = torch.zeros(atom_e.shape[0], G, dtype=atom_e.dtype).index_add_(1, batch.graph_of_atom, atom_e)
-    if members is True:
-        chosen = energy
-    elif members is False:
-        chosen = energy.mean(0, keepdim=True)
-    else:
-        chosen = torch.stack([energy.mean(0), energy[int(members)]])
+    energy, chosen = structure_energies(model, batch, h, members)
     targets = [chosen[k].sum() for k in range(chosen.shape[0])]
     grads: List[torch.Tensor] = []
     for k, t in enumerate(targets):
