@@ -61,3 +61,27 @@ def test_a_failure_that_keeps_coming_back_stops_with_a_clear_error(tmp_path):
     j = _journal(tmp_path)
     assert [e["count"] for e in j if e["event"] == "rollback"] == [1]
     assert j[-1]["event"] == "stop" and j[-1]["reason"] == "md_failure"
+
+
+def test_a_runaway_break_goes_back_instead_of_resuming_from_it(tmp_path):
+    """γ checked every 100 steps overshoots gamma_runaway: the run goes back to the last restart,
+    checks every step, and pauses before the runaway step; nothing above gamma_runaway is labelled."""
+    cfg = _cfg(tmp_path, "", steps=300, gamma_runaway=1.7)
+    summary = Campaign(cfg).run()
+    assert summary["step_reached"] == 300
+    j = _journal(tmp_path)
+    runaways = [e for e in j if e["event"] == "rollback" and e["error"].startswith("runaway")]
+    assert runaways, "γ should have passed 1.7 at a check every 100 steps at least once"
+    for rb in runaways:
+        assert rb["back_to"] < rb["failed_at"] and rb["check_every"] == 1
+        k = j.index(rb)
+        nxt = next(e for e in j[k + 1:] if e["event"] in ("pause", "rollback"))
+        assert nxt["event"] == "pause" and nxt["step"] <= rb["failed_at"]
+    # the runaway configurations themselves are never labelled (γ 10-1000x what the re-runs break at)
+    chosen = [g for e in j if e["event"] == "decision" and e.get("what") == "select" for g in e["gammas"]]
+    ran_away = [e["gamma_max"] for e in j if e["event"] == "decision" and e.get("what") == "runaway"]
+    assert len(ran_away) == len(runaways) and min(ran_away) > 1.7
+    assert chosen and not any(abs(g - r) <= 1e-6 * r for g in chosen for r in ran_away)
+    with pytest.raises(Exception, match="gamma_runaway"):
+        Campaign(dict(cfg, workdir=str(tmp_path / "bad"),
+                      selection=dict(cfg["selection"], gamma_runaway=1.5)))

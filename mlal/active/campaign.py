@@ -429,6 +429,21 @@ class Campaign(PauseHandling):
                 d = self._rollback(d, exc, pending)
                 st = self.state
                 continue
+            runaway = cfg["selection"]["gamma_runaway"]
+            if (cfg["engine"] == "lammps" and pause.reason == "break" and pause.gamma_max > runaway
+                    and pause.step > st["md"]["step"] and st.get("tight_until") is None):
+                # the MD ran far past the break between two checks: its configuration is no
+                # state to resume from (nor one to label); re-run from the last restart instead,
+                # γ checked every step (not at the restart itself, nor when already every step)
+                pending += [a for a in pause.candidates if a.info.get("gamma_max", 0.0) <= runaway]
+                if self.root:
+                    self.log("decision", what="runaway", step=pause.step, gamma_max=pause.gamma_max,
+                             back_to=st["md"]["step"], why=f"γ above selection.gamma_runaway = {runaway:g}")
+                exc = DriverError(f"runaway: γ {pause.gamma_max:.3g} > selection.gamma_runaway = {runaway:g} "
+                                  f"at step {pause.step}")
+                d = self._rollback(d, exc, pending)
+                st = self.state
+                continue
             pending += pause.candidates
             plan = self._decide(pause, pending, last_pause, max_iter, wall, progress) if self.root else None
             plan = self.bcast(plan)

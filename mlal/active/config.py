@@ -49,6 +49,7 @@ SCHEMA: Dict[str, Dict[str, Any]] = {
     "ase": {"script": (str, None, True), "steps": (int, None, True), "check_every": (int, 10, False),
             "thermo_every": (int, 100, False), "checkpoint_every": (int, 1000, False)},
     "selection": {"gamma_select": ((int, float), 2.0, False), "gamma_break": ((int, float), 5.0, False),
+                  "gamma_runaway": ((int, float, type(None)), None, False),
                   "sigma_select": ((int, float, type(None)), None, False),
                   "sigma_break": ((int, float, type(None)), None, False),
                   "method": (str, "maxvol", False), "batch_size": (int, 8, False),
@@ -206,6 +207,11 @@ def load_config(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
     if sel["gamma_break"] <= sel["gamma_select"]:
         raise ConfigError(f"selection.gamma_break: must be > selection.gamma_select ({sel['gamma_select']}), "
                           f"got {sel['gamma_break']}")
+    if sel["gamma_runaway"] is None:
+        sel["gamma_runaway"] = 10.0 * sel["gamma_break"]
+    if sel["gamma_runaway"] <= sel["gamma_break"]:
+        raise ConfigError(f"selection.gamma_runaway: must be > selection.gamma_break ({sel['gamma_break']}), "
+                          f"got {sel['gamma_runaway']}")
     if sel["sigma_select"] is not None and sel["sigma_break"] is not None and sel["sigma_break"] <= sel["sigma_select"]:
         raise ConfigError(f"selection.sigma_break: must be > selection.sigma_select ({sel['sigma_select']}), "
                           f"got {sel['sigma_break']}")

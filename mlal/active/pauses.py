@@ -35,7 +35,9 @@ class PauseHandling:
         self.save_state()
 
     def _rollback(self, d, exc: Exception, pending: List[Atoms]):
-        """The MD failed (a LAMMPS error such as lost atoms, or a non-finite model output).
+        """The MD failed (a LAMMPS error such as lost atoms, a non-finite model output, or a
+        break with γ above ``selection.gamma_runaway``: the MD ran far past the break between
+        two checks, into a configuration neither worth labelling nor to resume from).
 
         Every rank goes back to the last restart file with a fresh LAMMPS instance, and
         γ/σ are checked at every step until just past the failed step, so that a break
@@ -60,8 +62,9 @@ class PauseHandling:
             if count > cfg["budget"]["max_rollbacks"]:
                 plan = {"error": f"the MD failed {count} times after going back to step {back_to} "
                                  f"(last failure at step {failed_at}: {exc}); the model is confidently wrong "
-                                 f"there (γ stays below selection.gamma_select = {cfg['selection']['gamma_select']}). "
-                                 f"Lower gamma_select/gamma_break or add such structures to `initial`, "
+                                 f"there (γ stays below selection.gamma_select = {cfg['selection']['gamma_select']}) "
+                                 f"or runs away between two γ checks. Lower gamma_select/gamma_break or "
+                                 f"lammps.check_every, or add such structures to `initial`, "
                                  f"then `mlal learn --resume {cfg['workdir']}`"}
             else:
                 fail = back_to + eng["check_every"] if failed_at is None else failed_at
