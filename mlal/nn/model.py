@@ -47,6 +47,12 @@ def padded_slots(centre: torch.Tensor, n: int) -> Tuple[torch.Tensor, int]:
     return centre * n_max + slot, n_max
 
 
+def pad_edges(x: torch.Tensor, flat: torch.Tensor, n: int, n_max: int) -> torch.Tensor:
+    """Per-edge rows ``x`` [E, F] laid out per centre, ``[n, n_max, F]``, zeros in the padding."""
+    out = torch.zeros(n * n_max, x.shape[1], dtype=x.dtype, device=x.device)
+    return out.index_copy(0, flat, x).view(n, n_max, x.shape[1])
+
+
 class EnsembleModel(nn.Module):
     """Ensemble of K atomistic energy models sharing one descriptor.
 
@@ -221,11 +227,8 @@ class EnsembleModel(nn.Module):
             i = edge_index[0]
         basis, ang = self.edge_basis(species, edge_index, edge_vec)
         flat, n_max = padded_slots(i, n)
-        b_pad = torch.zeros(n * n_max, basis.shape[1], dtype=basis.dtype, device=basis.device)
-        a_pad = torch.zeros(n * n_max, ang.shape[1], dtype=ang.dtype, device=ang.device)
-        b_pad = b_pad.index_copy(0, flat, basis).view(n, n_max, basis.shape[1])
-        a_pad = a_pad.index_copy(0, flat, ang).view(n, n_max, ang.shape[1])
-        return torch.bmm(b_pad.transpose(1, 2), a_pad)                         # [n, S*B, A]
+        b_pad = pad_edges(basis, flat, n, n_max)
+        return torch.bmm(b_pad.transpose(1, 2), pad_edges(ang, flat, n, n_max))                         # [n, S*B, A]
 
     def mix(self, species: torch.Tensor, q: torch.Tensor) -> List[torch.Tensor]:
         """Learned radial channels per centre, ``M[c, a] = Σ_{s,b} W[s_i, s, b, c] Q[s*B + b, a]``, split by rank."""

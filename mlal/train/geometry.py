@@ -29,7 +29,7 @@ from torch.func import jvp
 
 from ..data.graph import Batch, Graph, collate
 from ..deploy.host import forces_from_edges, stress_from_edges
-from ..nn.model import EnsembleModel, padded_slots
+from ..nn.model import EnsembleModel, pad_edges, padded_slots
 from .predict import structure_energies
 
 
@@ -121,8 +121,7 @@ def _edge_gradient(model: EnsembleModel, batch: Batch, geometry: Sequence[EdgeGe
     radial = model.species_blocks(nbr, torch.cat([g.radial for g in geometry]))      # [E, SB]
     dradial = model.species_blocks(nbr, torch.cat([g.dradial for g in geometry]))
     angular = torch.cat([g.angular for g in geometry])                                # [E, A]
-    pad = lambda x: torch.zeros(n * n_max, x.shape[1], dtype=x.dtype).index_copy(  # noqa: E731
-        0, flat, x).view(n, n_max, x.shape[1])
+    pad = lambda x: pad_edges(x, flat, n, n_max)  # noqa: E731
     # per centre: Σ_b R_b G[b, a] and Σ_a G[b, a] a_a, for every edge slot and every target k
     p_r = torch.bmm(pad(radial), dq.permute(0, 2, 1, 3).reshape(n, SB, Kp * A))      # [n, n_max, K'A]
     p_a = torch.bmm(pad(angular), dq.permute(0, 3, 1, 2).reshape(n, A, Kp * SB))     # [n, n_max, K'SB]
