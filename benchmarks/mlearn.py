@@ -61,6 +61,42 @@ def stratified_folds(items, k: int, seed: int):
     return fold
 
 
+def structure_group(item) -> str:
+    """The structure's ``config_type``; where the file has none (the Ni and Cu sets), "Surface"
+    for a cell with a vacuum gap of 5 Å or more along one of its axes, else "Bulk"."""
+    if item.config_type:
+        return item.config_type
+    a = item.atoms
+    frac = a.get_scaled_positions(wrap=True)
+    recip = a.cell.reciprocal()
+    for d in range(3):
+        s = np.sort(frac[:, d])
+        gaps = np.diff(np.r_[s, s[0] + 1.0]) / np.linalg.norm(recip[d])    # Å between atomic planes
+        if gaps.max() >= 5.0:
+            return "Surface"
+    return "Bulk"
+
+
+def group_errors(model_path, items) -> dict:
+    """Energy (meV/atom) and force (eV/Å) MAE of the test structures per :func:`structure_group`,
+    and the structure with the largest energy error: one outlier decides a small test set's MAE."""
+    from mlal.evaluate import predict_structures
+    p = predict_structures(model_path, items)
+    e = np.abs(p["energy"] - p["energy_ref"]) * 1000.0
+    f = np.abs(p["forces"] - p["forces_ref"]).mean(axis=1)
+    of_atom = np.repeat(np.arange(len(items)), p["n_atoms"])
+    names = [structure_group(it) for it in items]
+    groups = {}
+    for g in sorted(set(names)):
+        sel = np.array([n == g for n in names])
+        groups[g] = {"n": int(sel.sum()), "energy_mae": float(np.nanmean(e[sel])),
+                     "force_mae": float(f[sel[of_atom]].mean())}
+    k = int(np.nanargmax(e))
+    worst = {"index": k, "group": names[k], "n_atoms": int(p["n_atoms"][k]), "energy_error": float(e[k]),
+             "test_mae_without": float(np.nanmean(np.delete(e, k)))}
+    return {"groups": groups, "worst": worst}
+
+
 def run_element(el: str, args, cfg_overrides) -> dict:
     import torch
     from mlal.data.io import read_structures
@@ -87,12 +123,18 @@ def run_element(el: str, args, cfg_overrides) -> dict:
         m.update({"train_seconds": seconds, "epochs": res.metrics["epochs"], "stopped": res.metrics["stopped"],
                   "n_train": len(tr), "n_test": len(te), "valid_energy_mae": res.metrics["energy_mae"],
                   "valid_force_mae": res.metrics["force_mae"]})
+        m.update(group_errors(res.model_path, [items[i] for i in te]))
         runs.append(m)
         print(f"{el} split {f}: test energy MAE {m['energy_mae']:.3f} meV/atom, force MAE "
               f"{m['force_mae']:.4f} eV/Å, stress MAE "
               f"{m['stress_mae'] if m['stress_mae'] is None else round(m['stress_mae'], 3)} GPa; "
               f"{m['epochs']} epochs, {seconds:.0f} s; σ-|ΔF| Spearman {m['sigma_error_spearman']:.2f}",
               flush=True)
+        w = m["worst"]
+        print("    by group: " + ", ".join(f"{g} {v['energy_mae']:.2f} meV/atom {v['force_mae']:.4f} eV/Å "
+                                          f"({v['n']})" for g, v in m["groups"].items())
+              + f"; worst: {w['group']} structure of {w['n_atoms']} atoms, {w['energy_error']:.2f} meV/atom "
+              f"(MAE without it {w['test_mae_without']:.3f})", flush=True)
         if f == 0:
             dest = Path(args.models) / el
             dest.mkdir(parents=True, exist_ok=True)
