@@ -77,11 +77,10 @@ def structure_group(item) -> str:
     return "Bulk"
 
 
-def group_errors(model_path, items) -> dict:
+def group_errors(p: dict, items) -> dict:
     """Energy (meV/atom) and force (eV/Å) MAE of the test structures per :func:`structure_group`,
-    and the structure with the largest energy error: one outlier decides a small test set's MAE."""
-    from mlal.evaluate import predict_structures
-    p = predict_structures(model_path, items)
+    and the structure with the largest energy error: one outlier decides a small test set's MAE.
+    ``p``: :func:`mlal.evaluate.predict_structures` of ``items``."""
     e = np.abs(p["energy"] - p["energy_ref"]) * 1000.0
     f = np.abs(p["forces"] - p["forces_ref"]).mean(axis=1)
     of_atom = np.repeat(np.arange(len(items)), p["n_atoms"])
@@ -100,7 +99,7 @@ def group_errors(model_path, items) -> dict:
 def run_element(el: str, args, cfg_overrides) -> dict:
     import torch
     from mlal.data.io import read_structures
-    from mlal.evaluate import evaluate
+    from mlal.evaluate import metrics_from_predictions, predict_structures
     from mlal.train import TrainConfig, train
 
     torch.set_num_threads(args.threads)
@@ -119,11 +118,13 @@ def run_element(el: str, args, cfg_overrides) -> dict:
         t0 = time.time()
         res = train([items[i] for i in tr], cfg, out, progress=not args.no_progress)
         seconds = time.time() - t0
-        m = evaluate(res.model_path, [items[i] for i in te], uncertainty=True)
+        test = [items[i] for i in te]
+        p = predict_structures(res.model_path, test, uncertainty=True)
+        m = metrics_from_predictions(p)
         m.update({"train_seconds": seconds, "epochs": res.metrics["epochs"], "stopped": res.metrics["stopped"],
                   "n_train": len(tr), "n_test": len(te), "valid_energy_mae": res.metrics["energy_mae"],
                   "valid_force_mae": res.metrics["force_mae"]})
-        m.update(group_errors(res.model_path, [items[i] for i in te]))
+        m.update(group_errors(p, test))
         runs.append(m)
         print(f"{el} split {f}: test energy MAE {m['energy_mae']:.3f} meV/atom, force MAE "
               f"{m['force_mae']:.4f} eV/Å, stress MAE "

@@ -17,9 +17,9 @@ def _item(atoms, config_type=""):
 
 def test_structure_group_finds_slabs_only_where_the_file_names_no_type():
     slab = fcc100("Ni", (1, 1, 6), vacuum=6.0, periodic=True)        # the mlearn Ni (100) slab's shape
-    tilted = fcc111("Cu", (2, 2, 4), vacuum=3.0, periodic=True)       # 6 Å of vacuum along c
+    hexagonal = fcc111("Cu", (2, 2, 4), vacuum=3.0, periodic=True)    # 6 Å of vacuum along c
     assert structure_group(_item(slab)) == "Surface"
-    assert structure_group(_item(tilted)) == "Surface"
+    assert structure_group(_item(hexagonal)) == "Surface"
     assert structure_group(_item(bulk("Ni", "fcc", 3.52, cubic=True).repeat(3))) == "Bulk"
     thin_gap = fcc100("Ni", (1, 1, 6), vacuum=1.5, periodic=True)     # 3 Å between images: bulk-like
     assert structure_group(_item(thin_gap)) == "Bulk"
