@@ -226,9 +226,14 @@ class EnsembleModel(nn.Module):
             edge_vec = edge_vec.index_select(0, order)
             i = edge_index[0]
         basis, ang = self.edge_basis(species, edge_index, edge_vec)
-        flat, n_max = padded_slots(i, n)
-        b_pad = pad_edges(basis, flat, n, n_max)
-        return torch.bmm(b_pad.transpose(1, 2), pad_edges(ang, flat, n, n_max))                         # [n, S*B, A]
+        return self.moments_from_basis(basis, ang, i, n)
+
+    def moments_from_basis(self, basis: torch.Tensor, ang: torch.Tensor, centre: torch.Tensor,
+                           n_local: int) -> torch.Tensor:
+        """``Q_i = Σ_j basis_j ⊗ ang_j`` ``[n_local, S*B, A]`` from per-edge bases (edges sorted by centre)."""
+        flat, n_max = padded_slots(centre, n_local)
+        b_pad = pad_edges(basis, flat, n_local, n_max)
+        return torch.bmm(b_pad.transpose(1, 2), pad_edges(ang, flat, n_local, n_max))          # [n, S*B, A]
 
     def mix(self, species: torch.Tensor, q: torch.Tensor) -> List[torch.Tensor]:
         """Learned radial channels per centre, ``M[c, a] = Σ_{s,b} W[s_i, s, b, c] Q[s*B + b, a]``, split by rank."""

@@ -84,7 +84,8 @@ def edge_geometry(model: EnsembleModel, graph: Graph, dtype: torch.dtype = torch
     angular = model.angular_basis(unit)
     dang = [jvp(angular_of_vec, (vec,), (torch.zeros_like(vec).index_fill_(1, torch.tensor([x]), 1.0),))[1]
             for x in range(3)]
-    q = model.basis_moments(b.species, b.edge_index, vec, graph.n_atoms)
+    nbr = b.species.index_select(0, b.edge_index[1])
+    q = model.moments_from_basis(model.species_blocks(nbr, radial), angular, b.edge_index[0], graph.n_atoms)
     t = lambda x: x.to(dtype).contiguous()  # noqa: E731
     return EdgeGeometry(q=t(q), radial=t(radial), dradial=t(dradial), angular=t(angular),
                         dangular=t(torch.stack(dang, dim=2)), unit=t(unit))
