@@ -25,12 +25,14 @@ CFG = {
                   "create_box 1 box\ncreate_atoms 1 box\nmass 1 63.546\n"
                   "velocity all create 600 87287 mom yes rot yes dist gaussian\n",
         "dynamics": "timestep 0.001\nneighbor 1.0 bin\nfix t all nvt temp 600 1400 0.1\n",
-        "steps": 600, "check_every": 2, "thermo_every": 20, "checkpoint_every": 100, "backend": "python"},
+        "steps": 600, "check_every": 2, "thermo_every": 20, "checkpoint_every": 50, "backend": "python"},
     "selection": {"gamma_select": 1.1, "gamma_break": 1.6, "batch_size": 3},
     "training": {"epochs": 10, "n_members": 2, "latent": 8, "hidden": 8, "channels": [4, 2, 2, 1], "n_basis": 4,
                  "valid_fraction": 0.0, "ema_decay": 0.0, "cutoff": 4.5},
     "retraining": {"epochs": 3},
-    "budget": {"max_iterations": 40},
+    # bounded: past 20 iterations the MD runs on to step 600 without labelling, so the
+    # 2nd kill point (a checkpoint after the resume) comes however many breaks come first
+    "budget": {"max_iterations": 20, "when_spent": "continue"},
 }
 
 
@@ -53,7 +55,7 @@ def _start(cfg_path: Path, log):
                             cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _kill_when(proc, camp: Path, cond, timeout=120.0):
+def _kill_when(proc, camp: Path, cond, timeout=240.0):
     t0 = time.time()
     while time.time() - t0 < timeout:
         if proc.poll() is not None:
@@ -64,7 +66,10 @@ def _kill_when(proc, camp: Path, cond, timeout=120.0):
             return True
         time.sleep(0.05)
     proc.kill()
-    raise AssertionError("the campaign did not reach the kill point in time")
+    proc.wait()
+    tail = [f"{r['event']} {r.get('what', '')} step={r.get('step', '')}" for r in _journal(camp)[-30:]]
+    raise AssertionError(f"the campaign did not reach the kill point in {timeout:.0f} s; journal tail:\n"
+                         + "\n".join(tail))
 
 
 @pytest.mark.slow
