@@ -46,6 +46,27 @@ PUBLISHED = {
 }
 
 
+# The shear components yz and xz of the stress labels are swapped in these groups of
+# ../shared/data/mlearn (found by benchmarks/stress_orientation.py; see its docstring).
+STRESS_YZ_XZ_SWAPPED = {"Mo": {"*"}, "Si": {"AIMD-NVT", "Vacancy", "Surface"}, "Ge": {"AIMD-NVT", "Vacancy"}}
+
+
+def correct_stress(el: str, items, mode: str = "corrected"):
+    """The mlearn structures with their stress labels ``"corrected"`` (yz and xz swapped back
+    where :data:`STRESS_YZ_XZ_SWAPPED` says), ``"as-is"`` or dropped (``"none"``)."""
+    import dataclasses
+    groups = STRESS_YZ_XZ_SWAPPED.get(el, set())
+    out = []
+    for it in items:
+        stress = it.stress
+        if stress is not None and mode == "none":
+            stress = None
+        elif stress is not None and mode == "corrected" and ("*" in groups or it.config_type in groups):
+            stress = np.asarray(stress, dtype=float)[[0, 1, 2, 4, 3, 5]]
+        out.append(dataclasses.replace(it, stress=stress))
+    return out
+
+
 def stratified_folds(items, k: int, seed: int):
     """Fold index per structure, balanced within each config_type."""
     rng = np.random.default_rng(seed)
@@ -103,7 +124,7 @@ def run_element(el: str, args, cfg_overrides) -> dict:
     from mlal.train import TrainConfig, train
 
     torch.set_num_threads(args.threads)
-    items = read_structures(DATA / el / "train.xyz")
+    items = correct_stress(el, read_structures(DATA / el / "train.xyz"), args.stress)
     if args.folds and args.folds > 1:
         fold = stratified_folds(items, args.folds, args.seed)
         splits = [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(args.folds)]
@@ -171,6 +192,9 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one TrainConfig setting (YAML value), e.g. --set channels=[16,8,8,4,4]; "
                         "the results then no longer score the defaults")
+    p.add_argument("--stress", choices=("corrected", "as-is", "none"), default="corrected",
+                   help="stress labels: yz/xz swapped back where the data has them swapped (default), "
+                        "as in the file, or left out")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json-out", help="also write the results here")
     args = p.parse_args(argv)
