@@ -6,6 +6,7 @@ only on the structures that have it (Cu/Ni mlearn data: no stress).
 """
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -86,17 +87,45 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+SHEAR = ("yz", "xz", "xy")      # ASE's Voigt order of the shear components
+
+
+def shear_order_check(p: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Do the stress labels' shear components sit in other slots than ASE's ``yz xz xy``?
+
+    A model's stress is the strain derivative of its energy, so its shear
+    components are in the right slots even when some labels are not (VASP prints
+    ``XY YZ ZX``; a converter that reads that as ``xy xz yz`` swaps yz and xz,
+    as in parts of the mlearn data). The labels are read in every order of their three
+    shear slots; ``suspect`` when another order fits the model at less than half
+    the MAE of ASE's (and by more than 0.05 GPa). ``None`` with fewer than 3 labelled structures.
+    Returns ``shear_mae`` (GPa, as labelled), ``best_order`` (which label slot holds yz, xz, xy),
+    ``best_shear_mae`` and ``suspect``.
+    """
+    ok = np.isfinite(p["stress_ref"]).all(axis=1) & np.isfinite(p["stress"]).all(axis=1)
+    if ok.sum() < 3:
+        return None
+    pred, ref = p["stress"][ok, 3:], p["stress_ref"][ok, 3:]
+    maes = {perm: float(np.abs(pred - ref[:, list(perm)]).mean()) for perm in itertools.permutations(range(3))}
+    best = min(maes, key=maes.get)
+    as_is = maes[(0, 1, 2)]
+    return {"shear_mae": as_is, "best_order": " ".join(SHEAR[k] for k in best), "best_shear_mae": maes[best],
+            "suspect": best != (0, 1, 2) and maes[best] < 0.5 * as_is and as_is - maes[best] > 0.05}
+
+
 def metrics_from_predictions(p: Dict[str, Any]) -> Dict[str, Any]:
     """MAE/RMSE per label kind (``None`` where nothing is labelled).
 
     With per-atom ``sigma`` in ``p``: ``sigma_mean`` (eV/Å) and
     ``sigma_error_spearman``, the rank correlation between an atom's σ and
-    the norm of its force error (does σ point at the worst atoms?).
+    the norm of its force error (does σ point at the worst atoms?). With stress
+    labels: ``stress_shear_order`` (:func:`shear_order_check`).
     """
     out: Dict[str, Any] = {}
     out["energy_mae"], out["energy_rmse"] = _mae_rmse(p["energy"], p["energy_ref"], 1000.0)
     out["force_mae"], out["force_rmse"] = _mae_rmse(p["forces"], p["forces_ref"])
     out["stress_mae"], out["stress_rmse"] = _mae_rmse(p["stress"], p["stress_ref"])
+    out["stress_shear_order"] = shear_order_check(p)
     if "sigma" in p:
         err = np.linalg.norm(p["forces"] - p["forces_ref"], axis=1)
         ok = np.isfinite(err)
@@ -155,6 +184,12 @@ def format_metrics(m: Dict[str, Any]) -> List[str]:
             lines.append(f"{label}: not labelled")
         else:
             lines.append(f"{label}: MAE {m[f'{key}_mae']:.4g}  RMSE {m[f'{key}_rmse']:.4g} {unit}")
+    order = m.get("stress_shear_order")
+    if order and order["suspect"]:
+        lines.append(f"WARNING: the stress labels' shear components fit this model far better read as "
+                     f"'{order['best_order']}' than in ASE's order 'yz xz xy' (MAE {order['best_shear_mae']:.3g} "
+                     f"against {order['shear_mae']:.3g} GPa): check how the stress was converted "
+                     f"(VASP prints XX YY ZZ XY YZ ZX)")
     if m.get("sigma_error_spearman") is not None:
         lines.append(f"sigma : mean {m['sigma_mean']:.4g} eV/Å, rank correlation with |force error| "
                      f"{m['sigma_error_spearman']:.3f}")

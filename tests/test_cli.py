@@ -145,3 +145,31 @@ def test_eval_uncertainty_sigma_is_the_calculators(tmp_path, data_file, config_f
     assert res["sigma_mean"] == pytest.approx(sigma.mean(), rel=1e-6)
     rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731
     assert res["sigma_error_spearman"] == pytest.approx(np.corrcoef(rank(sigma), rank(err))[0, 1], abs=1e-6)
+
+
+def test_swapped_shear_stress_labels_are_flagged():
+    """Sheared EMT Cu cells: labels with yz and xz exchanged (as a VASP 'XY YZ ZX' stress read as
+    'xy xz yz' gives) are flagged against a physically right stress; the right labels are not."""
+    from mlal.evaluate import format_metrics, metrics_from_predictions
+    rng = np.random.default_rng(3)
+    stress = []
+    for k in range(6):
+        a = bulk("Cu", "fcc", a=3.6, cubic=True)
+        cell = a.cell[:].copy()
+        i, j = [(1, 2), (0, 2), (1, 0)][k % 3]
+        cell[i, j] = 0.05 * 3.6 * (1 + rng.random())
+        a.set_cell(cell, scale_atoms=True)
+        a.positions += 0.02 * rng.standard_normal(a.positions.shape)
+        a.calc = EMT()
+        stress.append(a.get_stress() * 160.21766208)
+    stress = np.array(stress)
+    p = {"energy": np.zeros(6), "energy_ref": np.zeros(6), "forces": np.zeros((24, 3)),
+         "forces_ref": np.zeros((24, 3)), "stress": stress, "n_atoms": np.full(6, 4)}
+    right = metrics_from_predictions(dict(p, stress_ref=stress + 0.01))["stress_shear_order"]
+    assert not right["suspect"] and right["best_order"] == "yz xz xy"
+    m = metrics_from_predictions(dict(p, stress_ref=stress[:, [0, 1, 2, 4, 3, 5]]))
+    assert m["stress_shear_order"]["suspect"] and m["stress_shear_order"]["best_order"] == "xz yz xy"
+    assert m["stress_shear_order"]["best_shear_mae"] == pytest.approx(0.0, abs=1e-12)
+    assert any(line.startswith("WARNING") and "'xz yz xy'" in line for line in format_metrics(m))
+    assert not any(line.startswith("WARNING") for line in format_metrics(metrics_from_predictions(
+        dict(p, stress_ref=stress))))
