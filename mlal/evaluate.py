@@ -113,6 +113,16 @@ def shear_order_check(p: Dict[str, Any]) -> Optional[Dict[str, Any]]:
             "suspect": best != (0, 1, 2) and maes[best] < 0.5 * as_is and as_is - maes[best] > 0.05}
 
 
+def shear_order_warning(check: Optional[Dict[str, Any]]) -> Optional[str]:
+    """The message for a :func:`shear_order_check` that is ``suspect``, else ``None``."""
+    if not check or not check["suspect"]:
+        return None
+    return (f"the stress labels' shear components fit this model far better read as "
+            f"'{check['best_order']}' than in ASE's order 'yz xz xy' (MAE {check['best_shear_mae']:.3g} "
+            f"against {check['shear_mae']:.3g} GPa): check how the stress was converted "
+            f"(VASP prints XX YY ZZ XY YZ ZX)")
+
+
 def metrics_from_predictions(p: Dict[str, Any]) -> Dict[str, Any]:
     """MAE/RMSE per label kind (``None`` where nothing is labelled).
 
@@ -184,12 +194,9 @@ def format_metrics(m: Dict[str, Any]) -> List[str]:
             lines.append(f"{label}: not labelled")
         else:
             lines.append(f"{label}: MAE {m[f'{key}_mae']:.4g}  RMSE {m[f'{key}_rmse']:.4g} {unit}")
-    order = m.get("stress_shear_order")
-    if order and order["suspect"]:
-        lines.append(f"WARNING: the stress labels' shear components fit this model far better read as "
-                     f"'{order['best_order']}' than in ASE's order 'yz xz xy' (MAE {order['best_shear_mae']:.3g} "
-                     f"against {order['shear_mae']:.3g} GPa): check how the stress was converted "
-                     f"(VASP prints XX YY ZZ XY YZ ZX)")
+    warning = shear_order_warning(m.get("stress_shear_order"))
+    if warning:
+        lines.append(f"WARNING: {warning}")
     if m.get("sigma_error_spearman") is not None:
         lines.append(f"sigma : mean {m['sigma_mean']:.4g} eV/Å, rank correlation with |force error| "
                      f"{m['sigma_error_spearman']:.3f}")

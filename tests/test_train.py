@@ -421,3 +421,29 @@ def test_auto_cutoff_follows_the_atomic_density(tmp_path):
         TrainConfig(cutoff="far")
     with pytest.raises(ValueError, match="cutoff"):
         TrainConfig(cutoff=-1.0)
+
+
+def test_training_checks_the_stress_labels_shear_order(tmp_path):
+    """The trainer reads the labels' shear slots against the trained model's own stress (a strain
+    derivative): the model's own stress as labels passes, the same with yz and xz exchanged warns."""
+    import dataclasses
+    from mlal.evaluate import predict_structures
+    from mlal.train.trainer import _check_stress_labels
+    items = emt_structures(n=12, seed=4)
+    rng = np.random.default_rng(5)
+    for k, it in enumerate(items):                       # one clear shear per cell, in turn yz, xz, xy
+        cell = it.atoms.cell[:].copy()
+        i, j = [(1, 2), (0, 2), (1, 0)][k % 3]
+        cell[i, j] = 0.3 * (1 + rng.random())
+        it.atoms.set_cell(cell, scale_atoms=True)
+    result = train(items, TrainConfig(**TINY), tmp_path / "run", progress=False)
+    assert set(result.metrics["stress_shear_order"]) == {"shear_mae", "best_order", "best_shear_mae", "suspect"}
+    own = predict_structures(result.model, items)["stress"] / GPA            # eV/Å³, the model's own
+    right = [dataclasses.replace(it, stress=s) for it, s in zip(items, own)]
+    swapped = [dataclasses.replace(it, stress=s[[0, 1, 2, 4, 3, 5]]) for it, s in zip(items, own)]
+    check = _check_stress_labels(result.model, right)
+    assert not check["suspect"] and check["shear_mae"] == pytest.approx(0.0, abs=1e-9)
+    with pytest.warns(UserWarning, match="'xz yz xy'"):
+        check = _check_stress_labels(result.model, swapped)
+    assert check["suspect"] and check["best_order"] == "xz yz xy"
+    assert _check_stress_labels(result.model, right[:9]) is None             # too few to judge

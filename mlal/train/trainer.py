@@ -127,6 +127,21 @@ def _lr_factor(cfg: TrainConfig, epoch: int, elapsed: float) -> float:
     return lo + (1.0 - lo) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def _check_stress_labels(model: EnsembleModel, items: Sequence[Labelled], n_max: int = 100):
+    """:func:`mlal.evaluate.shear_order_check` of the trained model on (up to ``n_max`` of) the
+    structures with stress labels, at least 10 of them; warns when their shear slots look permuted."""
+    from ..evaluate import predict_structures, shear_order_check, shear_order_warning
+    labelled = [it for it in items if it.stress is not None and np.isfinite(it.stress).all()]
+    if len(labelled) < 10:
+        return None
+    check = shear_order_check(predict_structures(model, labelled[::max(1, len(labelled) // n_max)]))
+    warning = shear_order_warning(check)
+    if warning:
+        import warnings
+        warnings.warn(f"training data: {warning}", stacklevel=3)
+    return check
+
+
 # ---------------------------------------------------------------------- training
 def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_dir: Union[str, Path],
           init: Optional[Union[str, Path, EnsembleModel]] = None, progress: bool = True,
@@ -355,6 +370,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
         tm = errors(best, train_g)
         metrics.update(tm)
         metrics["evaluated_on"] = "train"
+    metrics["stress_shear_order"] = _check_stress_labels(best, items)
     seconds = elapsed0 + time.time() - t_start
     metrics.update({"epochs": epoch, "best_epoch": best_epoch + 1, "seconds": seconds, "stopped": stopped,
                     "n_train": len(train_g), "n_valid": len(valid_g)})
