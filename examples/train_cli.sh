@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MLAL=${MLAL:-.venv/bin/mlal}
-DATA=examples/data/Mo_mlearn_subset.xyz      # 20 structures of the mlearn Mo training set
+DATA=examples/data/Mo_mlearn_subset.xyz      # 20 structures of the mlearn Mo training set (stress yz/xz swapped back: benchmarks/stress_orientation.py)
 OUT=${OUT:-runs/example_cli}
 EPOCHS=${EPOCHS:-15}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
