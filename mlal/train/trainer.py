@@ -56,7 +56,9 @@ class TrainResult:
     ``metrics`` holds validation (or, without a validation set, training)
     errors of the ensemble mean: ``energy_mae``/``energy_rmse`` (meV/atom),
     ``force_mae``/``force_rmse`` (eV/Å), ``stress_mae``/``stress_rmse`` (GPa),
-    plus ``epochs``, ``best_epoch``, ``seconds`` and ``stopped`` (why it ended).
+    plus ``epochs``, ``best_epoch``, ``seconds``, ``stopped`` (why it ended) and
+    ``stress_shear_order`` (:func:`mlal.evaluate.shear_order_check` on the stress-labelled
+    training structures; ``None`` with fewer than 10).
     """
 
     model: EnsembleModel
@@ -134,7 +136,8 @@ def _check_stress_labels(model: EnsembleModel, items: Sequence[Labelled], n_max:
     labelled = [it for it in items if it.stress is not None and np.isfinite(it.stress).all()]
     if len(labelled) < 10:
         return None
-    check = shear_order_check(predict_structures(model, labelled[::max(1, len(labelled) // n_max)]))
+    pick = np.unique(np.linspace(0, len(labelled) - 1, min(n_max, len(labelled))).round().astype(int))
+    check = shear_order_check(predict_structures(model, [labelled[k] for k in pick]))
     warning = shear_order_warning(check)
     if warning:
         import warnings
