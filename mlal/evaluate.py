@@ -33,7 +33,7 @@ def predict_structures(model, structures: Sequence[Labelled], batch_size: int = 
 
     Returns arrays: ``energy``/``energy_ref`` per atom (eV/atom, NaN when unlabelled),
     ``forces``/``forces_ref`` ``[N_atoms, 3]``, ``stress``/``stress_ref`` ``[G, 6]`` (GPa),
-    ``n_atoms`` ``[G]``; with ``uncertainty`` also ``sigma`` ``[N_atoms]`` (eV/Å,
+    ``n_atoms`` and ``config_type`` ``[G]``; with ``uncertainty`` also ``sigma`` ``[N_atoms]`` (eV/Å,
     the ensemble spread of each atom's force, as the ASE calculator reports it).
     """
     from .data.io import as_labelled
@@ -70,6 +70,7 @@ def predict_structures(model, structures: Sequence[Labelled], batch_size: int = 
            "stress": cat(s_pred), "stress_ref": cat(s_ref), "n_atoms": cat(n_at)}
     if uncertainty:
         out["sigma"] = cat(sig)
+    out["config_type"] = np.array([it.config_type for it in items], dtype=object)
     return out
 
 
@@ -90,22 +91,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 SHEAR = ("yz", "xz", "xy")      # ASE's Voigt order of the shear components
 
 
-def shear_order_check(p: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """Do the stress labels' shear components sit in other slots than ASE's ``yz xz xy``?
-
-    A model's stress is the strain derivative of its energy, so its shear
-    components are in the right slots even when some labels are not (VASP prints
-    ``XY YZ ZX``; a converter that reads that as ``xy xz yz`` swaps yz and xz,
-    as in parts of the mlearn data). The labels are read in every order of their three
-    shear slots; ``suspect`` when another order fits the model at less than half
-    the MAE of ASE's (and by more than 0.05 GPa). ``None`` with fewer than 3 labelled structures.
-    Returns ``shear_mae`` (GPa, as labelled), ``best_order`` (which label slot holds yz, xz, xy),
-    ``best_shear_mae`` and ``suspect``.
-    """
-    ok = np.isfinite(p["stress_ref"]).all(axis=1) & np.isfinite(p["stress"]).all(axis=1)
-    if ok.sum() < 3:
-        return None
-    pred, ref = p["stress"][ok, 3:], p["stress_ref"][ok, 3:]
+def _shear_maes(pred: np.ndarray, ref: np.ndarray) -> Dict[str, Any]:
     maes = {perm: float(np.abs(pred - ref[:, list(perm)]).mean()) for perm in itertools.permutations(range(3))}
     best = min(maes, key=maes.get)
     as_is = maes[(0, 1, 2)]
@@ -113,14 +99,51 @@ def shear_order_check(p: Dict[str, Any]) -> Optional[Dict[str, Any]]:
             "suspect": best != (0, 1, 2) and maes[best] < 0.5 * as_is and as_is - maes[best] > 0.05}
 
 
-def shear_order_warning(check: Optional[Dict[str, Any]]) -> Optional[str]:
-    """The message for a :func:`shear_order_check` that is ``suspect``, else ``None``."""
-    if not check or not check["suspect"]:
+def shear_order_check(p: Dict[str, Any], min_structures: int = 3) -> Optional[Dict[str, Any]]:
+    """Do the stress labels' shear components sit in other slots than ASE's ``yz xz xy``?
+
+    A model's stress is the strain derivative of its energy, so its shear
+    components are in the right slots even when some labels are not (VASP prints
+    ``XY YZ ZX``; a converter that reads that as ``xy xz yz`` swaps yz and xz,
+    as in parts of the mlearn data). The labels are read in every order of their three
+    shear slots; ``suspect`` when another order fits the model at less than half
+    the MAE of ASE's (and by more than 0.05 GPa). ``None`` with fewer than
+    ``min_structures`` labelled structures.
+    Returns ``shear_mae`` (GPa, as labelled), ``best_order`` (which label slot holds yz, xz, xy),
+    ``best_shear_mae`` and ``suspect``; where ``p`` has ``config_type`` per structure, also
+    the same per type (``groups``, types with ``min_structures`` or more) and
+    ``suspect_groups``: data gathered from several sources may be wrong in one of them only.
+    """
+    ok = np.isfinite(p["stress_ref"]).all(axis=1) & np.isfinite(p["stress"]).all(axis=1)
+    if ok.sum() < min_structures:
         return None
-    return (f"the stress labels' shear components fit this model far better read as "
-            f"'{check['best_order']}' than in ASE's order 'yz xz xy' (MAE {check['best_shear_mae']:.3g} "
-            f"against {check['shear_mae']:.3g} GPa): check how the stress was converted "
-            f"(VASP prints XX YY ZZ XY YZ ZX)")
+    out = _shear_maes(p["stress"][ok, 3:], p["stress_ref"][ok, 3:])
+    types = p.get("config_type")
+    if types is not None and len(set(types)) > 1:
+        types = np.asarray(types)
+        out["groups"] = {str(g): _shear_maes(p["stress"][sel, 3:], p["stress_ref"][sel, 3:])
+                         for g in sorted(set(types[ok])) for sel in [ok & (types == g)]
+                         if sel.sum() >= min_structures}
+        out["suspect_groups"] = [g for g, c in out["groups"].items() if c["suspect"]]
+    return out
+
+
+def shear_order_warning(check: Optional[Dict[str, Any]]) -> Optional[str]:
+    """The message for a :func:`shear_order_check` that is ``suspect`` (or has suspect groups), else ``None``."""
+    if not check:
+        return None
+    hint = "check how the stress was converted (VASP prints XX YY ZZ XY YZ ZX)"
+    if check["suspect"]:
+        return (f"the stress labels' shear components fit this model far better read as "
+                f"'{check['best_order']}' than in ASE's order 'yz xz xy' (MAE {check['best_shear_mae']:.3g} "
+                f"against {check['shear_mae']:.3g} GPa): {hint}")
+    bad = check.get("suspect_groups")
+    if not bad:
+        return None
+    parts = [f"{g} read as '{check['groups'][g]['best_order']}' (MAE {check['groups'][g]['best_shear_mae']:.3g} "
+             f"against {check['groups'][g]['shear_mae']:.3g} GPa)" for g in bad]
+    return (f"in config_type {', '.join(bad)} the stress labels' shear components fit this model far better "
+            f"in another order than ASE's 'yz xz xy': {'; '.join(parts)}: {hint}")
 
 
 def metrics_from_predictions(p: Dict[str, Any]) -> Dict[str, Any]:

@@ -173,3 +173,24 @@ def test_swapped_shear_stress_labels_are_flagged():
     assert any(line.startswith("WARNING") and "'xz yz xy'" in line for line in format_metrics(m))
     assert not any(line.startswith("WARNING") for line in format_metrics(metrics_from_predictions(
         dict(p, stress_ref=stress))))
+
+
+def test_swapped_shear_stress_in_one_config_type_is_flagged_for_that_type():
+    """Data from two sources, one with yz/xz exchanged: the swapped type is named even when the
+    large, right shears of the other type keep the whole set's best order at ASE's."""
+    from mlal.evaluate import format_metrics, metrics_from_predictions
+    rng = np.random.default_rng(4)
+    stress = rng.normal(0.0, 1.0, (12, 6))
+    stress[:6, 3:] *= 10.0                                   # "Elastic": large shears, right slots
+    ref = stress + 0.01
+    ref[6:] = stress[6:][:, [0, 1, 2, 4, 3, 5]]              # "AIMD-NVT": swapped
+    p = {"energy": np.zeros(12), "energy_ref": np.zeros(12), "forces": np.zeros((12, 3)),
+         "forces_ref": np.zeros((12, 3)), "stress": stress, "stress_ref": ref, "n_atoms": np.ones(12),
+         "config_type": np.array(["Elastic"] * 6 + ["AIMD-NVT"] * 6, dtype=object)}
+    check = metrics_from_predictions(p)["stress_shear_order"]
+    assert not check["suspect"] and check["suspect_groups"] == ["AIMD-NVT"]
+    assert check["groups"]["AIMD-NVT"]["best_order"] == "xz yz xy" and not check["groups"]["Elastic"]["suspect"]
+    warning = [line for line in format_metrics(metrics_from_predictions(p)) if line.startswith("WARNING")]
+    assert len(warning) == 1 and "AIMD-NVT read as 'xz yz xy'" in warning[0] and "Elastic" not in warning[0]
+    p["stress_ref"] = stress + 0.01
+    assert metrics_from_predictions(p)["stress_shear_order"]["suspect_groups"] == []

@@ -129,15 +129,16 @@ def _lr_factor(cfg: TrainConfig, epoch: int, elapsed: float) -> float:
     return lo + (1.0 - lo) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _check_stress_labels(model: EnsembleModel, items: Sequence[Labelled], n_max: int = 100):
+def _check_stress_labels(model: EnsembleModel, items: Sequence[Labelled], n_max: int = 200):
     """:func:`mlal.evaluate.shear_order_check` of the trained model on (up to ``n_max`` of) the
-    structures with stress labels, at least 10 of them; warns when their shear slots look permuted."""
+    structures with stress labels, at least 10 of them (per ``config_type``: 5); warns when their
+    shear slots look permuted, in all of them or in one type."""
     from ..evaluate import predict_structures, shear_order_check, shear_order_warning
     labelled = [it for it in items if it.stress is not None and np.isfinite(it.stress).all()]
     if len(labelled) < 10:
         return None
     pick = np.unique(np.linspace(0, len(labelled) - 1, min(n_max, len(labelled))).round().astype(int))
-    check = shear_order_check(predict_structures(model, [labelled[k] for k in pick]))
+    check = shear_order_check(predict_structures(model, [labelled[k] for k in pick]), min_structures=5)
     warning = shear_order_warning(check)
     if warning:
         import warnings
