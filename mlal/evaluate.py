@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .data.graph import collate, to_graph
+from .data.graph import Graph, collate, to_graph
 from .data.io import Labelled
 from .deploy import DTYPES, load_model
 from .deploy.host import force_sigma, forces_from_edges, stress_from_edges
@@ -39,11 +39,17 @@ def predict_structures(model, structures: Sequence[Labelled], batch_size: int = 
     from .data.io import as_labelled
     module = _module(model)
     items = as_labelled(structures)
-    species = list(module.species)
-    index = {s: k for k, s in enumerate(species)}
+    index = {s: k for k, s in enumerate(module.species)}
+    graphs = [to_graph(it, index, float(module.cutoff)) for it in items]
+    return predict_graphs(module, graphs, [it.config_type for it in items], batch_size, uncertainty)
+
+
+def predict_graphs(model, graphs: Sequence[Graph], config_types: Optional[Sequence[str]] = None,
+                   batch_size: int = 16, uncertainty: bool = False) -> Dict[str, Any]:
+    """:func:`predict_structures` of graphs already built with the model's species and cutoff
+    (``config_type`` empty where ``config_types`` is not given)."""
+    module = _module(model)
     dtype = DTYPES.get(getattr(module, "dtype_name", "float64"), torch.float64)
-    cutoff = float(module.cutoff)
-    graphs = [to_graph(it, index, cutoff) for it in items]
     e_pred, e_ref, f_pred, f_ref, s_pred, s_ref, n_at, sig = [], [], [], [], [], [], [], []
     for start in range(0, len(graphs), batch_size):
         b = collate(graphs[start:start + batch_size], dtype=dtype)
@@ -70,7 +76,8 @@ def predict_structures(model, structures: Sequence[Labelled], batch_size: int = 
            "stress": cat(s_pred), "stress_ref": cat(s_ref), "n_atoms": cat(n_at)}
     if uncertainty:
         out["sigma"] = cat(sig)
-    out["config_type"] = np.array([it.config_type for it in items], dtype=object)
+    out["config_type"] = np.array(list(config_types) if config_types is not None else [""] * len(graphs),
+                                  dtype=object)
     return out
 
 

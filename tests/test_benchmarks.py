@@ -68,7 +68,7 @@ def test_the_stress_correction_table_agrees_with_geometry_and_with_snap():
     group they show to be right is; after the correction the labels are closer to SNAP's stress."""
     from mlal.data.io import read_structures
     from mlearn import STRESS_YZ_XZ_SWAPPED, correct_stress
-    from stress_orientation import geometry_votes, snap_comparison
+    from stress_orientation import geometry_votes, shear_comparison, snap_shear_stress
     for el in ("Li", "Mo", "Si", "Ge"):
         items = read_structures(DATA / el / "train.xyz")
         table = STRESS_YZ_XZ_SWAPPED.get(el, set())
@@ -76,11 +76,12 @@ def test_the_stress_correction_table_agrees_with_geometry_and_with_snap():
         for g, v in geometry_votes(items).items():
             assert v["other"] == 0
             assert (g in listed) == (v["swapped"] > 0) and min(v["as_is"], v["swapped"]) == 0, (el, g, v)
-        snap = snap_comparison(el, items)
+        ref = snap_shear_stress(el, items)
+        snap = shear_comparison(items, ref)
         for g, a in snap.items():
             if a["verdict"] != "undecided":
                 assert (g in listed) == (a["verdict"] == "swapped"), (el, g, a)
-        fixed = snap_comparison(el, correct_stress(el, items))
+        fixed = shear_comparison(correct_stress(el, items), ref)
         for g, a in fixed.items():
             if snap[g]["verdict"] != "undecided":
                 assert a["as_is"] < 0.7 * a["swapped"], (el, g, a)

@@ -151,6 +151,7 @@ def test_swapped_shear_stress_labels_are_flagged():
     """Sheared EMT Cu cells: labels with yz and xz exchanged (as a VASP 'XY YZ ZX' stress read as
     'xy xz yz' gives) are flagged against a physically right stress; the right labels are not."""
     from mlal.evaluate import format_metrics, metrics_from_predictions
+    from mlal.train.loss import GPA
     rng = np.random.default_rng(3)
     stress = []
     for k in range(6):
@@ -161,7 +162,7 @@ def test_swapped_shear_stress_labels_are_flagged():
         a.set_cell(cell, scale_atoms=True)
         a.positions += 0.02 * rng.standard_normal(a.positions.shape)
         a.calc = EMT()
-        stress.append(a.get_stress() * 160.21766208)
+        stress.append(a.get_stress() * GPA)
     stress = np.array(stress)
     p = {"energy": np.zeros(6), "energy_ref": np.zeros(6), "forces": np.zeros((24, 3)),
          "forces_ref": np.zeros((24, 3)), "stress": stress, "n_atoms": np.full(6, 4)}

@@ -441,9 +441,11 @@ def test_training_checks_the_stress_labels_shear_order(tmp_path):
     own = predict_structures(result.model, items)["stress"] / GPA            # eV/Å³, the model's own
     right = [dataclasses.replace(it, stress=s) for it, s in zip(items, own)]
     swapped = [dataclasses.replace(it, stress=s[[0, 1, 2, 4, 3, 5]]) for it, s in zip(items, own)]
-    check = _check_stress_labels(result.model, right)
+    def graphs(labelled):
+        return [to_graph(it, {"Cu": 0}, result.model.cutoff) for it in labelled]
+    check = _check_stress_labels(result.model, right, graphs(right))
     assert not check["suspect"] and check["shear_mae"] == pytest.approx(0.0, abs=1e-9)
     with pytest.warns(UserWarning, match="'xz yz xy'"):
-        check = _check_stress_labels(result.model, swapped)
+        check = _check_stress_labels(result.model, swapped, graphs(swapped))
     assert check["suspect"] and check["best_order"] == "xz yz xy"
-    assert _check_stress_labels(result.model, right[:9]) is None             # too few to judge
+    assert _check_stress_labels(result.model, right[:9], graphs(right[:9])) is None     # too few to judge

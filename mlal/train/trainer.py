@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from ..data.graph import to_graph
+from ..data.graph import Graph, to_graph
 from ..data.io import Labelled, as_labelled, data_provenance, infer_species
 from ..deploy import DTYPES, export_model
 from ..nn.model import EnsembleModel
@@ -129,16 +129,19 @@ def _lr_factor(cfg: TrainConfig, epoch: int, elapsed: float) -> float:
     return lo + (1.0 - lo) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _check_stress_labels(model: EnsembleModel, items: Sequence[Labelled], n_max: int = 200):
+def _check_stress_labels(model: EnsembleModel, items: Sequence[Labelled], graphs: Sequence[Graph],
+                         n_max: int = 200):
     """:func:`mlal.evaluate.shear_order_check` of the trained model on (up to ``n_max`` of) the
     structures with stress labels, at least 10 of them (per ``config_type``: 5); warns when their
-    shear slots look permuted, in all of them or in one type."""
-    from ..evaluate import predict_structures, shear_order_check, shear_order_warning
-    labelled = [it for it in items if it.stress is not None and np.isfinite(it.stress).all()]
+    shear slots look permuted, in all of them or in one type. ``graphs``: the items' graphs."""
+    from ..evaluate import predict_graphs, shear_order_check, shear_order_warning
+    labelled = [k for k, it in enumerate(items) if it.stress is not None and np.isfinite(it.stress).all()]
     if len(labelled) < 10:
         return None
-    pick = np.unique(np.linspace(0, len(labelled) - 1, min(n_max, len(labelled))).round().astype(int))
-    check = shear_order_check(predict_structures(model, [labelled[k] for k in pick]), min_structures=5)
+    pick = [labelled[k] for k in
+            np.unique(np.linspace(0, len(labelled) - 1, min(n_max, len(labelled))).round().astype(int))]
+    p = predict_graphs(model, [graphs[k] for k in pick], [items[k].config_type for k in pick])
+    check = shear_order_check(p, min_structures=5)
     warning = shear_order_warning(check)
     if warning:
         import warnings
@@ -374,7 +377,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
         tm = errors(best, train_g)
         metrics.update(tm)
         metrics["evaluated_on"] = "train"
-    metrics["stress_shear_order"] = _check_stress_labels(best, items)
+    metrics["stress_shear_order"] = _check_stress_labels(best, items, graphs)
     seconds = elapsed0 + time.time() - t_start
     metrics.update({"epochs": epoch, "best_epoch": best_epoch + 1, "seconds": seconds, "stopped": stopped,
                     "n_train": len(train_g), "n_valid": len(valid_g)})
