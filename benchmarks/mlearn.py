@@ -22,6 +22,7 @@ The last line of the output is one JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -49,12 +50,12 @@ PUBLISHED = {
 # The shear components yz and xz of the stress labels are swapped in these groups of
 # ../shared/data/mlearn (found by benchmarks/stress_orientation.py; see its docstring).
 STRESS_YZ_XZ_SWAPPED = {"Mo": {"*"}, "Si": {"AIMD-NVT", "Vacancy", "Surface"}, "Ge": {"AIMD-NVT", "Vacancy"}}
+YZ_XZ_SWAP = [0, 1, 2, 4, 3, 5]   # Voigt indices with yz and xz exchanged
 
 
 def correct_stress(el: str, items, mode: str = "corrected"):
     """The mlearn structures with their stress labels ``"corrected"`` (yz and xz swapped back
     where :data:`STRESS_YZ_XZ_SWAPPED` says), ``"as-is"`` or dropped (``"none"``)."""
-    import dataclasses
     groups = STRESS_YZ_XZ_SWAPPED.get(el, set())
     out = []
     for it in items:
@@ -62,7 +63,7 @@ def correct_stress(el: str, items, mode: str = "corrected"):
         if stress is not None and mode == "none":
             stress = None
         elif stress is not None and mode == "corrected" and ("*" in groups or it.config_type in groups):
-            stress = np.asarray(stress, dtype=float)[[0, 1, 2, 4, 3, 5]]
+            stress = np.asarray(stress, dtype=float)[YZ_XZ_SWAP]
         out.append(dataclasses.replace(it, stress=stress))
     return out
 

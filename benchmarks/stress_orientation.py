@@ -38,10 +38,9 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from mlearn import DATA, STRESS_YZ_XZ_SWAPPED  # noqa: E402
+from mlearn import DATA, STRESS_YZ_XZ_SWAPPED, YZ_XZ_SWAP as SWAP  # noqa: E402
+from mlal.train.loss import GPA  # noqa: E402   (eV/Å³ -> GPa)
 
-GPA = 160.21766208          # GPa per eV/Å³
-SWAP = [0, 1, 2, 4, 3, 5]   # exchanges Voigt yz and xz
 SLOT = {(1, 2): 3, (2, 1): 3, (0, 2): 4, (2, 0): 4, (0, 1): 5, (1, 0): 5}   # cell[i, j] != 0 -> Voigt slot
 
 
@@ -69,22 +68,31 @@ def geometry_votes(items) -> dict:
     return out
 
 
-def snap_comparison(el: str, items) -> dict:
-    """Per config_type: shear-stress MAE (GPa) of the labels against SNAP, as they are and swapped."""
+def snap_shear_stress(el: str, items) -> np.ndarray:
+    """Zuo's SNAP shear stress (GPa) ``[G, 3]`` of every structure with a stress label, NaN for the others."""
     from mlal.active.oracles import LammpsCalculator
     calc = LammpsCalculator("snap", f"* * {el}_Zuo_JPCA2020.snapcoeff {el}_Zuo_JPCA2020.snapparam {el}", [el])
+    out = np.full((len(items), 3), np.nan)
+    for k, it in enumerate(items):
+        if it.stress is not None:
+            atoms = it.atoms.copy()
+            atoms.calc = calc
+            out[k] = atoms.get_stress()[3:] * GPA
+    return out
+
+
+def shear_comparison(items, ref: np.ndarray) -> dict:
+    """Per config_type: shear-stress MAE (GPa) of the labels against ``ref`` (:func:`snap_shear_stress`),
+    as they are and with yz/xz swapped, and which of the two the labels are."""
     acc: dict = {}
-    for it in items:
+    for it, r in zip(items, ref):
         if it.stress is None:
             continue
-        atoms = it.atoms.copy()
-        atoms.calc = calc
-        ref = atoms.get_stress()[3:] * GPA
         label = np.asarray(it.stress) * GPA
         a = acc.setdefault(it.config_type or "-", {"n": 0, "as_is": 0.0, "swapped": 0.0})
         a["n"] += 1
-        a["as_is"] += float(np.abs(label[3:] - ref).mean())
-        a["swapped"] += float(np.abs(label[SWAP][3:] - ref).mean())
+        a["as_is"] += float(np.abs(label[3:] - r).mean())
+        a["swapped"] += float(np.abs(label[SWAP][3:] - r).mean())
     for a in acc.values():
         a["as_is"] /= a["n"]
         a["swapped"] /= a["n"]
@@ -103,7 +111,7 @@ def main(argv=None) -> int:
           f"mlearn.py swaps")
     for el in args.elements:
         items = read_structures(DATA / el / "train.xyz")
-        snap, geo = snap_comparison(el, items), geometry_votes(items)
+        snap, geo = shear_comparison(items, snap_shear_stress(el, items)), geometry_votes(items)
         swapped_here = STRESS_YZ_XZ_SWAPPED.get(el, set())
         for g, a in sorted(snap.items()):
             v = geo.get(g)
