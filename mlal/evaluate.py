@@ -102,8 +102,13 @@ def _shear_maes(pred: np.ndarray, ref: np.ndarray) -> Dict[str, Any]:
     maes = {perm: float(np.abs(pred - ref[:, list(perm)]).mean()) for perm in itertools.permutations(range(3))}
     best = min(maes, key=maes.get)
     as_is = maes[(0, 1, 2)]
+    size = float(np.abs(ref).mean())
+    # the other order must explain the labels (error under half their size), not only fit a poor
+    # model less badly: a barely trained model on small thermal shears can prefer any order
     return {"shear_mae": as_is, "best_order": " ".join(SHEAR[k] for k in best), "best_shear_mae": maes[best],
-            "suspect": best != (0, 1, 2) and maes[best] < 0.5 * as_is and as_is - maes[best] > 0.05}
+            "label_shear_mean": size,
+            "suspect": (best != (0, 1, 2) and maes[best] < 0.5 * as_is and as_is - maes[best] > 0.05
+                        and maes[best] < 0.5 * size)}
 
 
 def shear_order_check(p: Dict[str, Any], min_structures: int = 3) -> Optional[Dict[str, Any]]:
@@ -114,10 +119,11 @@ def shear_order_check(p: Dict[str, Any], min_structures: int = 3) -> Optional[Di
     ``XY YZ ZX``; a converter that reads that as ``xy xz yz`` swaps yz and xz,
     as in parts of the mlearn data). The labels are read in every order of their three
     shear slots; ``suspect`` when another order fits the model at less than half
-    the MAE of ASE's (and by more than 0.05 GPa). ``None`` with fewer than
+    the MAE of ASE's (and by more than 0.05 GPa), and at less than half the labels'
+    mean shear (``label_shear_mean``, GPa). ``None`` with fewer than
     ``min_structures`` labelled structures.
     Returns ``shear_mae`` (GPa, as labelled), ``best_order`` (which label slot holds yz, xz, xy),
-    ``best_shear_mae`` and ``suspect``; where ``p`` has ``config_type`` per structure, also
+    ``best_shear_mae``, ``label_shear_mean`` and ``suspect``; where ``p`` has ``config_type`` per structure, also
     the same per type (``groups``, types with ``min_structures`` or more) and
     ``suspect_groups``: data gathered from several sources may be wrong in one of them only.
     """

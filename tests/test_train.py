@@ -437,7 +437,8 @@ def test_training_checks_the_stress_labels_shear_order(tmp_path):
         cell[i, j] = 0.3 * (1 + rng.random())
         it.atoms.set_cell(cell, scale_atoms=True)
     result = train(items, TrainConfig(**TINY), tmp_path / "run", progress=False)
-    assert set(result.metrics["stress_shear_order"]) == {"shear_mae", "best_order", "best_shear_mae", "suspect"}
+    assert set(result.metrics["stress_shear_order"]) == {"shear_mae", "best_order", "best_shear_mae",
+                                                         "label_shear_mean", "suspect"}
     own = predict_structures(result.model, items)["stress"] / GPA            # eV/Å³, the model's own
     right = [dataclasses.replace(it, stress=s) for it, s in zip(items, own)]
     swapped = [dataclasses.replace(it, stress=s[[0, 1, 2, 4, 3, 5]]) for it, s in zip(items, own)]
