@@ -68,7 +68,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(1)
-    from mlal.active.campaign import Campaign, force_errors
+    from mlal.active.campaign import Campaign
+    from mlal.active.phases import force_errors
     from mlal.active.store import CampaignStore
     from mlal.active.structures import oracle_md_frames
     from mlal.cli.demo import demo_config
