@@ -57,6 +57,24 @@ def efficiency_ratio(errs, best: float, n_otf: int):
     return errs[-1][0] / n_otf, ">"
 
 
+def set_dotted(cfg: dict, item: str) -> None:
+    """Apply ``"a.b.c=VALUE"`` (a YAML value) to the nested dict ``cfg``; an unknown key raises."""
+    import yaml
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+    *path, last = key.split(".")
+    d = cfg
+    for k in path:
+        if not isinstance(d.get(k), dict):
+            raise SystemExit(f"--set {item!r}: {k!r} is not a section of the demo campaign")
+        d = d[k]
+    if last not in d:
+        raise SystemExit(f"--set {item!r}: no setting {last!r} in {'.'.join(path) or 'the campaign'} "
+                         f"(has: {', '.join(d)})")
+    d[last] = yaml.safe_load(value)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default="runs/otf_efficiency")
@@ -65,6 +83,10 @@ def main(argv=None) -> int:
                     help="seconds of training for N_otf structures; a set of B structures gets "
                          "train_time * sqrt(B / N_otf) (larger sets need more time per epoch)")
     ap.add_argument("--epochs", type=int, default=300)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one setting of the demo campaign, dotted path and YAML value, e.g. "
+                         "--set initial.random.n=5 --set selection.batch_size=2; the run then no "
+                         "longer measures the demo's settings")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(1)
@@ -80,6 +102,8 @@ def main(argv=None) -> int:
     wd.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     cfg = demo_config(str(wd / "otf"))
+    for item in args.set:
+        set_dotted(cfg, item)
     print(f"[1/3] OTF campaign (the demo protocol) in {wd / 'otf'} ...", flush=True)
     s = Campaign(cfg, progress=False).run()
     t_otf = time.time() - t0
@@ -186,7 +210,7 @@ def main(argv=None) -> int:
                        for b, e, o, f in rows],
            "uniform_at_equal_calls": eq[0] if eq else None,
            "ratio": ratio[0], "ratio_kind": ratio[1], "ratio_own_md": ratio_own[0], "ratio_own_md_kind": ratio_own[1],
-           "validation_frames": len(valid), "train_time_s": args.train_time,
+           "validation_frames": len(valid), "train_time_s": args.train_time, "overrides": args.set,
            "wall_s": round(time.time() - t0, 1)}
     print(json.dumps(out))
     return 0
