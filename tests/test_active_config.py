@@ -57,6 +57,9 @@ def test_good_config_gets_defaults(tmp_path):
     ({"initial": {}}, "initial: give 'structures'"),
     ({"initial": {"structures": "no_such_file.xyz"}}, "initial.structures: no such file"),
     ({"initial": {"random": {"n": 0}}}, "initial.random.n"),
+    ({"initial": {"random": {"n": 2, "composition": {"Ni": 1.0}}}},
+     "initial.random.composition: 'Ni' is not among the species"),
+    ({"initial": {"random": {"n": 2, "composition": {"Cu": -1.0}}}}, "initial.random.composition: fractions"),
     ({"training": {"epoch": 3}}, "training.epoch: unknown training setting (did you mean 'epochs'?)"),
     ({"retraining": {"cutoff": -1.0}}, "retraining.cutoff"),
     ({"training": {"species": ["Cu"]}}, "training.species"),
@@ -89,3 +92,17 @@ def test_cli_reports_config_error(tmp_path, capsys):
     assert main(["learn", str(p)]) == 2
     err = capsys.readouterr().err
     assert "ase.script: no such file" in err
+
+
+def test_random_composition_is_exact_and_on_random_sites():
+    from mlal.active.structures import random_structures
+    cells = random_structures(["Cu", "Ni"], n=4, lattice="fcc", a=3.6, supercell=[2, 2, 2],
+                              composition={"Cu": 0.5, "Ni": 0.5}, seed=3)
+    for a in cells:
+        assert a.get_chemical_symbols().count("Cu") == 16 == a.get_chemical_symbols().count("Ni")
+    assert len({tuple(a.get_chemical_symbols()) for a in cells}) == 4      # different decorations
+    odd = random_structures(["Cu", "Ni"], n=1, lattice="fcc", a=3.6, supercell=[1, 1, 1],
+                            composition={"Cu": 1, "Ni": 2}, seed=0)[0]
+    assert sorted(odd.get_chemical_symbols()) == ["Cu", "Ni", "Ni", "Ni"]   # 4/3 and 8/3 -> 1 and 3
+    free = random_structures(["Cu", "Ni"], n=6, lattice="fcc", a=3.6, supercell=[2, 2, 2], seed=3)
+    assert len({a.get_chemical_symbols().count("Cu") for a in free}) > 1  # Dirichlet draws vary

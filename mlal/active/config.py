@@ -39,7 +39,7 @@ SCHEMA: Dict[str, Dict[str, Any]] = {
     "random": {"n": (int, 8, False), "lattice": (str, None, False), "a": ((int, float), None, False),
                "supercell": (list, [1, 1, 1], False), "rattle": ((int, float), 0.1, False),
                "strain": ((int, float), 0.03, False), "vacancies": (int, 0, False), "seed": (int, 0, False),
-               "species": (list, None, False)},
+               "species": (list, None, False), "composition": (dict, None, False)},
     "oracle_md": {"steps": (int, None, True), "every": (int, None, True), "seed": (int, 12345, False),
                   "system": (str, None, False), "dynamics": (str, None, False)},
     "lammps": {"system": (str, None, True), "dynamics": (str, None, True), "steps": (int, None, True),
@@ -167,10 +167,10 @@ def load_config(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
     cfg["initial"] = _check_section(cfg["initial"], "initial", "initial")
     if not cfg["initial"]["structures"] and not cfg["initial"]["random"]:
         raise ConfigError("initial: give 'structures' (files) or 'random' (generated structures)")
-    _structure_sources(cfg["initial"], "initial", base)
+    _structure_sources(cfg["initial"], "initial", base, cfg["species"])
     if cfg["validation"] is not None:
         cfg["validation"] = _check_section(cfg["validation"], "validation", "validation")
-        _structure_sources(cfg["validation"], "validation", base)
+        _structure_sources(cfg["validation"], "validation", base, cfg["species"])
         if cfg["validation"]["oracle_md"] is not None:
             cfg["validation"]["oracle_md"] = _check_section(cfg["validation"]["oracle_md"], "oracle_md",
                                                             "validation.oracle_md")
@@ -241,7 +241,7 @@ def _resolve(p: str, base: Path) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
-def _structure_sources(sec: Dict[str, Any], where: str, base: Path) -> None:
+def _structure_sources(sec: Dict[str, Any], where: str, base: Path, species: List[str]) -> None:
     s = sec.get("structures")
     if s:
         files = [s] if isinstance(s, str) else list(s)
@@ -258,6 +258,15 @@ def _structure_sources(sec: Dict[str, Any], where: str, base: Path) -> None:
         sec["random"] = _check_section(sec["random"], "random", f"{where}.random")
         if sec["random"]["n"] < 1:
             raise ConfigError(f"{where}.random.n: must be >= 1, got {sec['random']['n']}")
+        comp = sec["random"].get("composition")
+        if comp is not None:
+            pool = sec["random"].get("species") or species
+            bad = [k for k in comp if k not in pool]
+            if bad:
+                raise ConfigError(f"{where}.random.composition: {bad[0]!r} is not among the species {pool}")
+            if any(not isinstance(v, (int, float)) or v < 0 for v in comp.values()) or sum(comp.values()) <= 0:
+                raise ConfigError(f"{where}.random.composition: fractions must be numbers >= 0 with a "
+                                  f"positive sum, got {comp}")
 
 
 def trainer_fields() -> Optional[List[str]]:

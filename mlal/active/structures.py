@@ -15,10 +15,14 @@ _CUBIC_OK = {"fcc", "bcc", "diamond", "sc"}
 def random_structures(species: Sequence[str], n: int = 8, lattice: Optional[str] = None,
                       a: Optional[float] = None, supercell: Sequence[int] = (1, 1, 1), rattle: float = 0.1,
                       strain: float = 0.03, vacancies: int = 0, seed: int = 0,
-                      choose: Optional[Sequence[str]] = None) -> List[Atoms]:
+                      choose: Optional[Sequence[str]] = None,
+                      composition: Optional[Dict[str, float]] = None) -> List[Atoms]:
     """``n`` rattled, strained (and, for alloys, randomly decorated) crystal cells.
 
-    The lattice defaults to the reference state of the first element. Rattle σ
+    Alloys: each cell draws its own fractions of the ``choose`` species (all by
+    default) from a flat Dirichlet distribution, or, with ``composition`` (e.g.
+    ``{"Cu": 0.5, "Ni": 0.5}``), gets those fractions (rounded to whole atoms) on
+    randomly chosen sites. The lattice defaults to the reference state of the first element. Rattle σ
     grows from ``rattle/2`` to ``rattle`` (Å) over the set; ``strain`` is the std of
     the random symmetric strain; ``vacancies`` atoms are removed at random.
     """
@@ -34,7 +38,9 @@ def random_structures(species: Sequence[str], n: int = 8, lattice: Optional[str]
     out = []
     for k in range(n):
         atoms = bulk(el, lattice, a=a, cubic=lattice in _CUBIC_OK) * tuple(int(x) for x in supercell)
-        if len(pool) > 1:
+        if composition:
+            atoms.set_chemical_symbols(_decorate(composition, len(atoms), rng))
+        elif len(pool) > 1:
             frac = rng.dirichlet(np.ones(len(pool)))
             atoms.set_chemical_symbols(rng.choice(pool, size=len(atoms), p=frac).tolist())
         if vacancies:
@@ -49,6 +55,18 @@ def random_structures(species: Sequence[str], n: int = 8, lattice: Optional[str]
         atoms.info["config_type"] = "random"
         out.append(atoms)
     return out
+
+
+def _decorate(composition: Dict[str, float], n: int, rng: np.random.Generator) -> List[str]:
+    """``n`` symbols in the given fractions (largest remainders get the rounding), shuffled."""
+    names = list(composition)
+    w = np.array([float(composition[k]) for k in names])
+    exact = w / w.sum() * n
+    counts = np.floor(exact).astype(int)
+    for k in np.argsort(-(exact - counts))[:n - counts.sum()]:
+        counts[k] += 1
+    symbols = [s for s, c in zip(names, counts) for _ in range(c)]
+    return [symbols[i] for i in rng.permutation(n)]
 
 
 def read_frames(paths: Sequence[str]) -> List[Atoms]:
