@@ -85,3 +85,26 @@ def test_the_stress_correction_table_agrees_with_geometry_and_with_snap():
         for g, a in fixed.items():
             if snap[g]["verdict"] != "undecided":
                 assert a["as_is"] < 0.7 * a["swapped"], (el, g, a)
+
+
+def test_otf_efficiency_ratio_from_a_power_law_learning_curve():
+    from otf_efficiency import efficiency_ratio, fitted_ratio, power_law
+    rng = np.random.default_rng(1)
+    budgets = np.array([8, 16, 32, 64, 128, 256] * 2, dtype=float)
+    exact = 0.2 * budgets ** -0.4
+    a, b, resid = power_law(list(zip(budgets, exact)))
+    assert np.isclose(b, -0.4) and np.isclose(np.exp(a), 0.2) and resid < 1e-12
+    # an OTF model with 20 calls at the error uniform sampling reaches at 100 frames: 5x
+    best = 0.2 * 100.0 ** -0.4
+    r, lo, hi = fitted_ratio(list(zip(budgets, exact)), best, 20)
+    assert np.isclose(r, 5.0) and np.isclose(lo, 5.0) and np.isclose(hi, 5.0)
+    noisy = exact * np.exp(rng.normal(0, 0.1, len(budgets)))
+    r, lo, hi = fitted_ratio(list(zip(budgets, noisy)), best, 20)
+    assert lo < r < hi and 3 < r < 8
+    # a curve that does not fall never reaches the OTF error
+    assert np.isnan(fitted_ratio([(8, 0.1), (16, 0.1), (32, 0.2)], 0.05, 10)[0])
+    # the bracketing interpolation: exact on a power law, bounded outside the sweep
+    curve = [(float(B), 0.2 * B ** -0.4) for B in (8, 16, 32, 64, 128, 256)]
+    assert efficiency_ratio(curve, best, 20) == (pytest.approx(5.0), "~")
+    assert efficiency_ratio(curve, 1.0, 20) == (8 / 20, "<=")
+    assert efficiency_ratio(curve, 1e-3, 20) == (256 / 20, ">")
