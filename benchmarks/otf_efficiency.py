@@ -149,10 +149,9 @@ class UniformCache:
         return self.rows.get(f"{b}:{r}")
 
     def put(self, b: int, r: int, row: dict) -> None:
+        from mlal.active.store import atomic_write_text
         self.rows[f"{b}:{r}"] = row
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": self.key, "rows": self.rows}, indent=1))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps({"key": self.key, "rows": self.rows}, indent=1))
 
 
 def main(argv=None) -> int:
@@ -181,7 +180,7 @@ def main(argv=None) -> int:
     from mlal.active.store import CampaignStore
     from mlal.active.structures import oracle_md_frames
     from mlal.cli.demo import demo_config
-    from mlal.data.io import Labelled
+    from mlal.data.io import DataError, Labelled, check_structure
     from mlal.train import TrainConfig, train
 
     wd = Path(args.workdir).resolve()
@@ -217,14 +216,16 @@ def main(argv=None) -> int:
         fr = oracle_md_frames(lam["system"], lam["dynamics"], steps, max(1, steps // 30), cfg["oracle"],
                               cfg["species"], seed=13579, potential=pot)
         failed = bool(fr) and "md_failed" in fr[-1].info
-        for k, a in enumerate(fr):  # a collapsed MD (atoms on top of each other) failed there
-            d = a.get_all_distances(mic=True)
-            if np.min(d + 10 * np.eye(len(a))) < 0.5:
-                fr, failed = fr[:k], True
+        items = as_items(fr)
+        for k, it in enumerate(items):  # a collapsed MD (overlapping atoms) failed there
+            try:
+                check_structure(it)
+            except DataError:
+                items, failed = items[:k], True
                 break
-        if not fr:
+        if not items:
             return float("inf"), True
-        return force_errors(model_path, as_items(fr))["force_rmse"], failed
+        return force_errors(model_path, items)["force_rmse"], failed
 
     def fit(items, name, seed, valid):
         t = args.train_time * max(1.0, len(items) / REFERENCE_BUDGET) ** 0.5
@@ -305,10 +306,9 @@ def main(argv=None) -> int:
         print(f"  {name}: uniform error ~ B^{b:.2f} (rms log residual {resid:.2f}); mean per budget: "
               + ", ".join(f"{c}: {e:.4f}" for c, e in curve))
         for o, p in zip(otf, per):
-            kind = {"~": "~", "<=": "<=", ">": ">"}[p["interpolated_kind"]]
             print(f"    campaign seed {o['seed']}: {o['n_otf']} calls, {o[field]:.4f} eV/Å (uniform at equal calls "
                   f"{p['uniform_at_equal_calls']:.4f}): uniform needs {_x(p['ratio'])} the calls "
-                  f"(band {_x(p['band'][0])}-{_x(p['band'][1])}; interpolated {kind}{p['interpolated']:.1f}x)")
+                  f"(band {_x(p['band'][0])}-{_x(p['band'][1])}; interpolated {p['interpolated_kind']}{p['interpolated']:.1f}x)")
     summary = {}
     for f in scores:
         r = [p["ratio"] for p in scores[f]["campaigns"]]
