@@ -59,8 +59,11 @@ REFERENCE_BUDGET = 32  # a set of B structures trains for train_time * sqrt(max(
 def efficiency_ratio(errs, best: float, n_otf: float):
     """``(ratio, kind)`` for a sweep ``errs`` of (uniform budget, error): the budget whose error equals
     ``best`` over ``n_otf``, log-log interpolated between the two budgets that bracket it ('~'),
-    the smallest budget's if it already gets there ('<='), the largest's if none does ('>')."""
+    the smallest budget's if it already gets there ('<='), the largest's if none does ('>');
+    ``(None, "")`` for an empty sweep."""
     errs = sorted(errs)
+    if not errs:  # no uniform model was scored (every own MD failed)
+        return None, ""
     if errs[0][1] <= best:
         return errs[0][0] / n_otf, "<="
     for (b0, e0), (b1, e1) in zip(errs, errs[1:]):
@@ -308,7 +311,7 @@ def main(argv=None) -> int:
         for o, p in zip(otf, per):
             print(f"    campaign seed {o['seed']}: {o['n_otf']} calls, {o[field]:.4f} eV/Å (uniform at equal calls "
                   f"{p['uniform_at_equal_calls']:.4f}): uniform needs {_x(p['ratio'])} the calls "
-                  f"(band {_x(p['band'][0])}-{_x(p['band'][1])}; interpolated {p['interpolated_kind']}{p['interpolated']:.1f}x)")
+                  f"(band {_x(p['band'][0])}-{_x(p['band'][1])}; interpolated {p['interpolated_kind']}{_x(p['interpolated'])})")
     summary = {}
     for f in scores:
         r = [p["ratio"] for p in scores[f]["campaigns"]]

@@ -108,3 +108,4 @@ def test_otf_efficiency_ratio_from_a_power_law_learning_curve():
     assert efficiency_ratio(curve, best, 20) == (pytest.approx(5.0), "~")
     assert efficiency_ratio(curve, 1.0, 20) == (8 / 20, "<=")
     assert efficiency_ratio(curve, 1e-3, 20) == (256 / 20, ">")
+    assert efficiency_ratio([], 0.05, 20) == (None, "")   # every uniform own MD failed
