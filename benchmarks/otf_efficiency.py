@@ -103,6 +103,18 @@ def fitted_ratio(points, best: float, n_otf: float, n_boot: int = 2000, seed: in
     return ratio(pts), float(lo), float(hi)
 
 
+def json_safe(obj):
+    """``obj`` with every non-finite float (a fit that could not be made) replaced by ``None``,
+    so that the JSON line is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
 def _x(r) -> str:
     return "n/a" if r is None else f"{r:.1f}x"
 
@@ -183,7 +195,7 @@ def main(argv=None) -> int:
     from mlal.active.store import CampaignStore
     from mlal.active.structures import oracle_md_frames
     from mlal.cli.demo import demo_config
-    from mlal.data.io import DataError, Labelled, check_structure
+    from mlal.data.io import DataError, as_labelled
     from mlal.train import TrainConfig, train
 
     wd = Path(args.workdir).resolve()
@@ -205,26 +217,18 @@ def main(argv=None) -> int:
     settings = dict(cfg["training"], epochs=args.epochs, species=cfg["species"])
     settings.pop("lr", None)
 
-    def as_items(frames):
-        out = []
-        for k, a in enumerate(frames):
-            r = a.calc.results
-            out.append(Labelled(a.copy(), float(r["energy"]), np.array(r["forces"]),
-                                None if r.get("stress") is None else np.array(r["stress"]), f"md:{k}"))
-        return out
-
     def own_md(model_path):
         """Force RMSE against SW on the model's own MD of the protocol, and whether that MD failed."""
         pot = {"pair_style": "mlal uncertainty no", "pair_coeff": f"* * {model_path} {' '.join(cfg['species'])}"}
         fr = oracle_md_frames(lam["system"], lam["dynamics"], steps, max(1, steps // 30), cfg["oracle"],
                               cfg["species"], seed=13579, potential=pot)
         failed = bool(fr) and "md_failed" in fr[-1].info
-        items = as_items(fr)
-        for k, it in enumerate(items):  # a collapsed MD (overlapping atoms) failed there
+        items = []
+        for a in fr:
             try:
-                check_structure(it)
+                items += as_labelled([a])  # checks the structure: a collapsed MD (overlapping atoms) failed
             except DataError:
-                items, failed = items[:k], True
+                failed = True
                 break
         if not items:
             return float("inf"), True
@@ -276,7 +280,7 @@ def main(argv=None) -> int:
                     pool = oracle_md_frames(lam["system"], lam["dynamics"], steps, key["frames_every"],
                                             cfg["oracle"], cfg["species"], seed=424242 + r)
                 idx = np.unique(np.round(np.linspace(0, len(pool) - 1, b)).astype(int))
-                e, own, failed = fit(as_items([pool[i] for i in idx]), f"uniform_{b}_r{r}", r, valid)
+                e, own, failed = fit(as_labelled([pool[i] for i in idx]), f"uniform_{b}_r{r}", r, valid)
                 row = {"calls": len(idx), "repeat": r, "force_rmse": e, "own_md_force_rmse": own,
                        "own_md_failed": failed}
                 cache.put(b, r, row)
@@ -347,7 +351,7 @@ def main(argv=None) -> int:
            "validation_frames": len(valid), "train_time_s": args.train_time,
            "reference_budget": REFERENCE_BUDGET, "repeats": args.repeats, "overrides": args.set,
            "code": key["code"], "wall_s": round(time.time() - t0, 1)}
-    print(json.dumps(out))
+    print(json.dumps(json_safe(out), allow_nan=False))
     return 0
 
 

@@ -109,3 +109,12 @@ def test_otf_efficiency_ratio_from_a_power_law_learning_curve():
     assert efficiency_ratio(curve, 1.0, 20) == (8 / 20, "<=")
     assert efficiency_ratio(curve, 1e-3, 20) == (256 / 20, ">")
     assert efficiency_ratio([], 0.05, 20) == (None, "")   # every uniform own MD failed
+
+
+def test_otf_efficiency_json_line_is_strict_json():
+    import json
+    from otf_efficiency import json_safe, power_law
+    a, b, resid = power_law([])                           # no uniform point left to fit
+    out = json_safe({"fit": {"a": a, "b": np.float64(b)}, "rows": [(8, float("inf"), 0.1)], "n": 3})
+    assert out == {"fit": {"a": None, "b": None}, "rows": [[8, None, 0.1]], "n": 3}
+    json.loads(json.dumps(out, allow_nan=False))
