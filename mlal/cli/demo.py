@@ -46,7 +46,7 @@ lammps:
   check_every: 10
   thermo_every: 100
   checkpoint_every: 1000
-selection: {gamma_select: 1.3, gamma_break: 2.5, batch_size: 1, max_candidates: 40}
+selection: {gamma_select: 1.3, gamma_break: 2.5, batch_size: 1, max_candidates: 20}
 training: {cutoff: 5.0, epochs: 200, n_members: 4, valid_fraction: 0.0, max_time: 45, lr: 0.01,
            final_energy_weight: null}
 retraining: {epochs: 40, max_time: 10, lr: 0.005, warmup_epochs: 0}
