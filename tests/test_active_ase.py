@@ -113,7 +113,21 @@ def test_ase_campaign_learns_and_finishes(tmp_path):
     assert (camp / "model.pt").exists()
     from mlal.active.report import write_report
     from mlal.active.store import CampaignStore
-    assert write_report(CampaignStore(camp)).stat().st_size > 1000
+    # the final model frame by frame: the frames' RMSEs make up the validation RMSE, and γ_max is
+    # what the calculator reports on that frame
+    from ase_calculators import MlalCalculator
+    fr, valid = summary["validation_frames"], CampaignStore(camp).labels("validation")
+    assert len(fr) == len(valid) == models[-1]["validation"]["n_frames"] == 2
+    sizes = np.array([len(it.atoms) for it in valid])
+    rms = np.sqrt(np.sum(sizes * np.array([f["force_rmse"] for f in fr]) ** 2) / sizes.sum())
+    assert np.isclose(rms, models[-1]["validation"]["force_rmse"], rtol=1e-6)
+    for f, it in zip(fr, valid):
+        a = it.atoms.copy()
+        a.calc = MlalCalculator(str(camp / "model.pt"))
+        a.get_forces()
+        assert np.isclose(f["gamma_max"], a.calc.results["gamma_max"], rtol=1e-9) and f["gamma_max"] > 0
+        assert np.isclose(f["sigma_max"], a.calc.results["sigma"].max(), rtol=1e-9)
+    assert write_report(CampaignStore(camp), frames=fr).stat().st_size > 1000
     steps = [r["step"] for r in map(json.loads, open(camp / "thermo.jsonl")) if r.get("event") != "break"]
     assert steps == sorted(set(steps)) and steps[-1] == 24
 

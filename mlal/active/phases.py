@@ -32,22 +32,33 @@ def trainer():
     return mt.TrainConfig, mt.train
 
 
-def force_errors(model_path, items) -> Dict[str, float]:
-    """Force RMSE/MAE (eV/Å) and energy MAE (eV/atom) of a model on labelled items."""
+def force_errors(model_path, items, per_frame: bool = False) -> Dict[str, Any]:
+    """Force RMSE/MAE (eV/Å) and energy MAE (eV/atom) of a model on labelled items.
+
+    With ``per_frame``, also ``frames``: for each item its force RMSE (eV/Å) and the model's
+    ``gamma_max`` and ``sigma_max`` (eV/Å) there, which tell an error on a configuration the
+    training never covered (γ > 1) from a confidently wrong one (γ ≤ 1)."""
     from ase_calculators import MlalCalculator
     if not items:
         return {}
-    calc = MlalCalculator(str(model_path), uncertainty=False)
-    df, de = [], []
+    calc = MlalCalculator(str(model_path), uncertainty=per_frame)
+    df, de, frames = [], [], []
     for it in items:
         a = it.atoms.copy()
         a.calc = calc
         f = a.get_forces()
         df.append((f - it.forces).ravel())
         de.append((a.get_potential_energy() - it.energy) / len(a))
+        if per_frame:
+            frames.append({"force_rmse": float(np.sqrt(np.mean(df[-1] ** 2))),
+                           "gamma_max": float(calc.results["gamma_max"]),
+                           "sigma_max": float(np.max(calc.results["sigma"]))})
     df = np.concatenate(df)
-    return {"force_rmse": float(np.sqrt(np.mean(df ** 2))), "force_mae": float(np.mean(np.abs(df))),
-            "energy_mae_per_atom": float(np.mean(np.abs(de))), "n_frames": len(items)}
+    out: Dict[str, Any] = {"force_rmse": float(np.sqrt(np.mean(df ** 2))), "force_mae": float(np.mean(np.abs(df))),
+                           "energy_mae_per_atom": float(np.mean(np.abs(de))), "n_frames": len(items)}
+    if per_frame:
+        out["frames"] = frames
+    return out
 
 
 class Phases:
@@ -214,9 +225,12 @@ class Phases:
             "stop_reason": st.get("stop_reason"),
             "budget_spent": st.get("budget_spent"),
         }
+        items = self._validation_items()
+        if items:      # the final model frame by frame: is its error where it extrapolates (γ > 1)?
+            summary["validation_frames"] = force_errors(st["model_path"], items, per_frame=True)["frames"]
         if self.cfg["report"]:
             try:
-                summary["report"] = str(write_report(self.store))
+                summary["report"] = str(write_report(self.store, frames=summary.get("validation_frames")))
             except Exception as exc:  # noqa: BLE001  (a plot must not lose a finished campaign)
                 summary["report_error"] = f"{type(exc).__name__}: {exc}"
         shutil.copyfile(st["model_path"], self.store.root / "model.pt")

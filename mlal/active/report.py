@@ -1,9 +1,10 @@
 """Campaign report: one PNG with labels per iteration, max γ over simulated time,
-and the validation force error of each model version against oracle calls."""
+the validation force error of each model version against oracle calls and, when given,
+the final model's error on each validation frame against its γ_max there."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -23,15 +24,16 @@ def campaign_tables(store) -> Dict[str, Any]:
             "pauses": [(r["step"], r.get("gamma_max", np.nan)) for r in journal if r["event"] == "pause"]}
 
 
-def write_report(store, path=None) -> Path:
-    """Write ``report.png`` in the campaign directory; returns its path."""
+def write_report(store, path=None, frames: Optional[List[Dict[str, float]]] = None) -> Path:
+    """Write ``report.png`` in the campaign directory; returns its path. ``frames``: the final
+    model on each validation frame (``force_rmse`` in eV/Å, ``gamma_max``), a fourth panel."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     t = campaign_tables(store)
     path = Path(path) if path else store.root / "report.png"
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, ax = plt.subplots(1, 4 if frames else 3, figsize=(20 if frames else 15, 4.2))
     its = t["labels_per_iteration"]
     ax[0].bar([i for i, _ in its], [n for _, n in its], color="tab:blue")
     ax[0].set_xlabel("iteration")
@@ -64,6 +66,17 @@ def write_report(store, path=None) -> Path:
     ax[2].set_xlabel("oracle calls (training labels)")
     ax[2].set_ylabel("force RMSE vs oracle (eV/Å)")
     ax[2].set_title("validation error per model version")
+    if frames:
+        g = np.array([f["gamma_max"] for f in frames], dtype=float)
+        e = np.array([f["force_rmse"] for f in frames], dtype=float)
+        ax[3].scatter(g, e, c=np.arange(len(frames)), cmap="viridis", s=18)
+        ax[3].axvline(1.0, color="0.5", lw=0.8, ls="--")
+        ax[3].set_xscale("log")
+        ax[3].set_yscale("log")
+        ax[3].set_xlabel("γ_max on the frame (dashed: 1)")
+        ax[3].set_ylabel("force RMSE vs oracle (eV/Å)")
+        ax[3].set_title(f"final model per validation frame\n({int(np.sum(g > 1))} of {len(g)} with γ_max > 1;"
+                        " colour: frame order)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -95,6 +95,13 @@ def run(args) -> int:
         print(f"  final model vs SW on an independent trajectory ({v['n_frames']} frames): "
               f"force RMSE {v['force_rmse']:.3f} eV/Å, MAE {v['force_mae']:.3f} eV/Å, "
               f"energy MAE {1000 * v['energy_mae_per_atom']:.1f} meV/atom")
+    fr = s.get("validation_frames") or []
+    if fr:
+        k = max(range(len(fr)), key=lambda i: fr[i]["force_rmse"])
+        n_ex = sum(f["gamma_max"] > 1.0 for f in fr)
+        print(f"  worst validation frame: {k + 1} of {len(fr)}, force RMSE {fr[k]['force_rmse']:.3f} eV/Å at "
+              f"γ_max {fr[k]['gamma_max']:.2f} ({'extrapolative: outside what the campaign labelled' if fr[k]['gamma_max'] > 1 else 'interpolative'}); "
+              f"{n_ex} of {len(fr)} frames have γ_max > 1")
     print(f"  model: {s['workdir']}/model.pt   report: {s.get('report', s.get('report_error'))}")
     print(json.dumps({"demo": "si_sw_otf", "wall_s": round(dt, 1), **{k: s[k] for k in
                       ("oracle_calls", "iterations", "validation", "step_reached", "steps")}}))
