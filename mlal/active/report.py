@@ -71,7 +71,6 @@ def write_report(store, path=None, frames: Optional[List[Dict[str, float]]] = No
         e = np.array([f["force_rmse"] for f in frames], dtype=float)
         ax[3].scatter(g, e, c=np.arange(len(frames)), cmap="viridis", s=18)
         ax[3].axvline(1.0, color="0.5", lw=0.8, ls="--")
-        ax[3].set_xscale("log")
         ax[3].set_yscale("log")
         ax[3].set_xlabel("γ_max on the frame (dashed: 1)")
         ax[3].set_ylabel("force RMSE vs oracle (eV/Å)")
