@@ -6,10 +6,12 @@ import json
 import textwrap
 
 import numpy as np
+import pytest
 from ase.calculators.emt import EMT
 
 from mlal.active.ase_driver import AseDriver
 from mlal.active.campaign import Campaign
+from mlal.active.config import ConfigError
 
 TINY = {"epochs": 4, "n_members": 2, "latent": 8, "hidden": 8, "channels": [4, 2, 2, 1], "n_basis": 4,
         "valid_fraction": 0.0, "ema_decay": 0.0, "cutoff": 4.5}
@@ -185,3 +187,34 @@ def test_large_cells_are_cut_into_clusters(tmp_path):
         assert 8 <= len(item.atoms) < 16                         # fcc Cu: 12 neighbours within 3 Å + centre
         assert np.isfinite(item.forces).all() and item.stress is None
     assert all(item.atoms.pbc.all() for item in store.labels("initial"))   # uncut periodic cells
+
+
+def test_passes_run_the_protocol_again_with_other_velocities(tmp_path):
+    """``ase.passes: 2``: after the last step the dynamics start again from make_atoms(1), with the
+    latest model; the trajectory log holds both passes, each complete."""
+    script = GENTLE.replace("def make_atoms():", "def make_atoms(pass_index):").replace(
+        "default_rng(1)", "default_rng(1 + pass_index)")
+    cfg = campaign_cfg(tmp_path, script=script)
+    cfg["ase"]["passes"] = 2
+    summary = Campaign(cfg).run()
+    assert summary["passes"] == 2 and summary["pass_reached"] == 1 and summary["step_reached"] == 24
+    camp = tmp_path / "camp"
+    journal = [json.loads(line) for line in open(camp / "journal.jsonl")]
+    done = [r for r in journal if r["event"] == "pass_done"]
+    assert len(done) == 1 and done[0]["pass"] == 0 and done[0]["step"] == 24
+    starts = [r for r in journal if r["event"] == "md_start"]
+    assert starts[-1]["pass"] == 1 and starts[-1]["step"] == 0 and starts[-1]["restart"] is None
+    assert starts[-1]["model_version"] == done[0]["model_version"]        # the latest model goes on
+    rows = [r for r in map(json.loads, open(camp / "thermo.jsonl")) if r.get("event") != "break"]
+    by_pass = {p: [r for r in rows if r["pass"] == p] for p in (0, 1)}
+    for p in (0, 1):
+        steps = [r["step"] for r in by_pass[p]]
+        assert steps == list(range(4, 25, 4)), (p, steps)
+    # other velocities: the two passes are different trajectories from the same lattice
+    assert abs(by_pass[0][0]["temp"] - by_pass[1][0]["temp"]) > 1.0
+    # a script whose make_atoms() takes no pass number cannot run several passes (said before any work)
+    (tmp_path / "two").mkdir()
+    cfg = campaign_cfg(tmp_path / "two", script=GENTLE)
+    cfg["ase"]["passes"] = 2
+    with pytest.raises(ConfigError, match="ase.passes: 2 passes need make_atoms"):
+        Campaign(cfg)

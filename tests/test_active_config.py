@@ -48,6 +48,8 @@ def test_good_config_gets_defaults(tmp_path):
     ({"lammps__steps": 0}, "lammps.steps: must be > 0"),
     ({"lammps__system": "units real"}, "lammps.system: must contain `units metal`"),
     ({"lammps__dynamic": "x"}, "lammps.dynamic: unknown key (did you mean 'dynamics'?)"),
+    ({"lammps__passes": 0}, "lammps.passes: must be > 0"),
+    ({"lammps__passes": 2}, "lammps.passes: 2 passes draw other velocities each"),
     ({"lammps": KeyError}, "lammps: required section"),
     ({"selection": {"gamma_select": 3.0, "gamma_break": 2.0}}, "selection.gamma_break: must be > selection.gamma_select"),
     ({"selection": {"gamma_select": 0.5}}, "selection.gamma_select: must be >= 1"),

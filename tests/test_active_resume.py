@@ -119,3 +119,33 @@ def test_kill9_then_rerun_resumes(tmp_path):
     # model versions 0..N, each finished once in the final history
     versions = [r["version"] for r in j if r["event"] == "model"]
     assert sorted(set(versions)) == list(range(max(versions) + 1))
+
+
+def test_passes_resume_at_the_pass_boundary(tmp_path):
+    """``lammps.passes: 2``, stopped in the middle of the second pass and resumed: pass 2 starts
+    from the system commands with the velocity seed + 7919, and each pass is logged once, complete."""
+    from mlal.active.campaign import Campaign
+    from mlal.active.lammps_driver import with_velocity_seed
+    cfg = json.loads(json.dumps(CFG))
+    cfg["lammps"].update(steps=100, passes=2, checkpoint_every=50)
+    cfg["budget"] = {"max_iterations": 30, "when_spent": "continue"}
+    cfg["workdir"] = str(tmp_path / "camp")
+    Campaign(cfg).run(stop_after={"step": 140})    # steps counted over the passes: pass 2, step 40
+    state = json.loads((tmp_path / "camp" / "state.json").read_text())
+    # it stops at the next checkpoint (step 50) unless a learning pause comes first
+    assert state["phase"] == "md" and state["md"]["pass"] == 1 and 40 <= state["md"]["step"] <= 100
+    summary = Campaign.resume(tmp_path / "camp").run()
+    assert summary["passes"] == 2 and summary["pass_reached"] == 1 and summary["step_reached"] == 100
+    journal = _journal(tmp_path / "camp")
+    assert [r["pass"] for r in journal if r["event"] == "pass_done"] == [0]
+    rows = [json.loads(line) for line in open(tmp_path / "camp" / "thermo.jsonl")]
+    rows = [r for r in rows if r.get("event") != "break"]
+    for p in (0, 1):
+        steps = [r["step"] for r in rows if r["pass"] == p and r["step"] % 20 == 0]
+        assert steps == [20, 40, 60, 80, 100], (p, steps)
+    # the second pass's first configuration: that of the system commands with the shifted seed
+    sysc = CFG["lammps"]["system"].splitlines()
+    assert with_velocity_seed(sysc, offset=7919)[-1] == "velocity all create 600 95206 mom yes rot yes dist gaussian"
+    assert with_velocity_seed(sysc, seed=5)[-1].split()[4] == "5"
+    first = [r for r in rows if r["step"] == 20]
+    assert abs(first[0]["temp"] - first[1]["temp"]) > 1.0

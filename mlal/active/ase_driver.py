@@ -3,7 +3,8 @@
 The user script (``ase.script`` in the campaign file) defines two functions::
 
     def make_atoms():                 # the starting Atoms (velocities set for MD)
-        ...
+        ...                           # (with ase.passes > 1: make_atoms(pass_index),
+                                      #  other velocities for each pass 0, 1, ...)
     def make_dynamics(atoms):         # an ASE MolecularDynamics or Optimizer on atoms
         ...                           # (atoms.calc is already the mlal calculator)
 
@@ -48,7 +49,7 @@ class AseDriver:
     def __init__(self, model_path, species, script, total_steps: int, check_every: int = 10,
                  gamma_select: float = 2.0, gamma_break: float = 5.0, sigma_select: Optional[float] = None,
                  sigma_break: Optional[float] = None, thermo_every: int = 100, model_version: int = 0,
-                 comm=None, **_ignored):
+                 comm=None, pass_index: int = 0, **_ignored):
         self.model_path = str(model_path)
         self.species = list(species)
         self.script = load_script(script)
@@ -60,6 +61,9 @@ class AseDriver:
         self.sigma_select = sigma_select
         self.sigma_break = sigma_break
         self.model_version = model_version
+        self.pass_index = int(pass_index)
+        import inspect
+        self._make_takes_pass = len(inspect.signature(self.script.make_atoms).parameters) > 0
         self.rank = 0
         self.skip_break_until = -1
         self.atoms: Optional[Atoms] = None
@@ -76,7 +80,7 @@ class AseDriver:
                               sigma_break=self.sigma_break)
 
     def start(self, restart: Optional[str] = None) -> None:
-        atoms = self.script.make_atoms()
+        atoms = self.script.make_atoms(self.pass_index) if self._make_takes_pass else self.script.make_atoms()
         if not isinstance(atoms, Atoms):
             raise DriverError(f"make_atoms() must return ase.Atoms, got {type(atoms).__name__}")
         step = 0
@@ -127,6 +131,7 @@ class AseDriver:
                   pbc=self.atoms.pbc)
         a.info.update(step=self.step, gamma_max=self._last["gamma_max"], sigma_max=self._last["sigma_max"],
                       model_version=self.model_version)
+        a.info["pass"] = self.pass_index
         return a
 
     def velocities(self) -> np.ndarray:
@@ -154,7 +159,7 @@ class AseDriver:
                 "vol": float(a.get_volume()) if a.pbc.all() else np.nan,
                 "gamma_max": float(r.get("gamma_max", 0.0)),
                 "sigma_max": float(np.max(r["sigma"])) if "sigma" in r and len(r["sigma"]) else 0.0,
-                "model_version": self.model_version}
+                "model_version": self.model_version, "pass": self.pass_index}
 
     def advance(self, until: Optional[int] = None, max_candidates: Optional[int] = None,
                 progress=None) -> Pause:
@@ -185,7 +190,8 @@ class AseDriver:
                     cand.info.update(overlap=str(exc))
                     candidates.append(cand)
                     self.thermo_rows.append({"step": self.step + 1, "gamma_max": 1e9, "sigma_max": 0.0,
-                                             "model_version": self.model_version, "event": "break"})
+                                             "model_version": self.model_version, "event": "break",
+                                             "pass": self.pass_index})
                     return Pause("break", self.step, 1e9, 0.0, candidates)
                 except ExtrapolationError as exc:
                     self._last = {"gamma_max": exc.gamma_max, "sigma_max": exc.sigma_max}
@@ -193,10 +199,11 @@ class AseDriver:
                                  cell=self.atoms.cell, pbc=self.atoms.pbc)
                     cand.info.update(step=self.step + 1, gamma_max=exc.gamma_max, sigma_max=exc.sigma_max,
                                      model_version=self.model_version)
+                    cand.info["pass"] = self.pass_index
                     candidates.append(cand)
                     self._restore()
                     row = {"step": self.step + 1, "gamma_max": exc.gamma_max, "sigma_max": exc.sigma_max,
-                           "model_version": self.model_version, "event": "break"}
+                           "model_version": self.model_version, "event": "break", "pass": self.pass_index}
                     self.thermo_rows.append(row)
                     return Pause("break", self.step, exc.gamma_max, exc.sigma_max, candidates)
                 if not self.is_md and self.dyn.nsteps == self._saved[3]:

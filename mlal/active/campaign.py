@@ -15,6 +15,13 @@ in one campaign directory (see :mod:`mlal.active.store`). Its phases, kept in
              go back to ``md`` from the same step;
 ``done``     the requested steps were simulated (or a budget ran out); report.
 
+With ``lammps.passes`` (``ase.passes``) > 1 the dynamics run the whole
+protocol again once ``md`` reaches its last step: pass k starts from the
+system commands with other initial velocities (the ``velocity ... create``
+seed + 7919 k; ASE: ``make_atoms(k)``) and the latest model, so a later pass
+visits configurations of the same protocol that the earlier ones did not
+(``state.md.pass``; steps count from 0 in every pass).
+
 A LAMMPS run that fails between two γ checks (lost atoms, a model error) is
 rolled back to the last restart file and re-run with γ checked at every step
 up to the failed step (see :mod:`mlal.active.pauses`).
@@ -46,7 +53,7 @@ from .lammps_driver import DriverError
 from .pauses import CampaignError, PauseHandling
 from .phases import Phases
 from .progress import Progress
-from .store import CampaignStore, atomic_write_text, read_extxyz
+from .store import CampaignStore, atomic_write_extxyz, atomic_write_text, read_extxyz
 
 
 def _ase_serial() -> None:
@@ -65,8 +72,8 @@ class Campaign(Phases, PauseHandling):
         comm: an mpi4py communicator for the LAMMPS driver (rank 0 does the rest).
         executor: a ``concurrent.futures.Executor`` for oracle calls (default:
             built from ``oracle.executor``/``oracle.workers``).
-        stop_after: testing hook, a dict like ``{"iterations": 2}`` that makes
-            :meth:`run` return early.
+        stop_after: testing hook, a dict like ``{"iterations": 2}`` or ``{"step": 150}``
+            (steps counted over the passes) that makes :meth:`run` return early.
     """
 
     def __init__(self, config, workdir=None, comm=None, executor=None, progress: Optional[bool] = None):
@@ -120,7 +127,7 @@ class Campaign(Phases, PauseHandling):
     def _new_driver(self):
         cfg, st = self.cfg, self.state
         sel = cfg["selection"]
-        common = dict(check_every=cfg[cfg["engine"]]["check_every"], gamma_select=sel["gamma_select"],
+        common = dict(pass_index=st["md"].get("pass", 0), check_every=cfg[cfg["engine"]]["check_every"], gamma_select=sel["gamma_select"],
                       gamma_break=sel["gamma_break"], sigma_select=sel["sigma_select"],
                       sigma_break=sel["sigma_break"], thermo_every=cfg[cfg["engine"]]["thermo_every"],
                       model_version=st["model_version"])
@@ -170,7 +177,7 @@ class Campaign(Phases, PauseHandling):
         cfg = self.cfg
         stop_after = stop_after or {}
         eng = cfg["engine"]
-        total = cfg[eng]["steps"]
+        total = cfg[eng]["steps"] * cfg[eng]["passes"]
         progress = self._progress = Progress(self.show_progress, total)
         try:
             if self.root:
@@ -184,10 +191,12 @@ class Campaign(Phases, PauseHandling):
                                   "md": {"restart": None, "step": 0}}
                     self.log("start", name=cfg["name"], workdir=cfg["workdir"], engine=eng, steps=total)
                 else:
+                    md = self.state["md"]
                     self.log("resume", phase=self.state["phase"], iteration=self.state["iteration"],
-                             step=self.state["md"]["step"])
+                             step=md["step"], **{"pass": md.get("pass", 0)})
                     progress.line(f"resuming {self.store.root} at phase {self.state['phase']}, "
-                                  f"iteration {self.state['iteration']}, step {self.state['md']['step']}")
+                                  f"iteration {self.state['iteration']}, step {md['step']}"
+                                  + (f" of pass {md['pass'] + 1}" if md.get("pass") else ""))
                 if self.state["phase"] == "initial":
                     self._initial(progress)
                     rec = self._train(0, progress)
@@ -239,6 +248,13 @@ class Campaign(Phases, PauseHandling):
                     return
                 continue
             if d.step >= total:
+                left = eng["passes"] - st["md"].get("pass", 0) - 1
+                if left and not st.get("budget_spent"):
+                    d = self._next_pass(d)
+                    st, pending, last_pause = self.state, [], {}
+                    continue
+                if left:        # nothing more can be labelled: more passes would only simulate
+                    self.log("decision", what="skip_passes", passes_left=left, why=st["budget_spent"])
                 break
             until = min(total, (d.step // eng["checkpoint_every"] + 1) * eng["checkpoint_every"])
             tight = st.get("tight_until")
@@ -292,7 +308,7 @@ class Campaign(Phases, PauseHandling):
                 return
             if plan["decision"] == "learn":
                 continue
-            if stop_after.get("step") and d.step >= stop_after["step"]:
+            if stop_after.get("step") and st["md"].get("pass", 0) * eng["steps"] + d.step >= stop_after["step"]:
                 return
         if self.root:
             self.state["phase"] = "done"
@@ -300,15 +316,36 @@ class Campaign(Phases, PauseHandling):
             self.log("md_done", step=d.step, md_seconds=round(d.timings["md_seconds"], 2))
         self.state = self.bcast(self.state)
 
+    def _next_pass(self, d):
+        """The protocol again from its first step: other velocities, the latest model (all ranks)."""
+        st = self.state
+        done, step = st["md"].get("pass", 0), d.step
+        d.close()
+        if self.root:
+            atomic_write_extxyz(Path(self.cfg["workdir"]) / "md" / "pending.extxyz", [])
+            st["md"] = {"restart": None, "step": 0, "pass": done + 1}
+            for k in ("last_pause", "rollback", "tight_until", "skip_break_until"):
+                st.pop(k, None)
+            self.save_state()
+            self.log("pass_done", step=step, model_version=st["model_version"], **{"pass": done})
+            self._progress.line(f"pass {done + 1} of {self.cfg[self.cfg['engine']]['passes']} done at step "
+                                f"{step}; pass {done + 2} starts with other velocities and model "
+                                f"v{st['model_version']}")
+        self.state = self.bcast(self.state)
+        return self._start_md()
+
     def _start_md(self):
         """A new driver at ``state.md.restart`` (or the start), trajectory rows after it dropped (all ranks)."""
         st, progress = self.state, self._progress
         self.driver = d = self._new_driver()
         d.start(restart=st["md"]["restart"])
+        p = st["md"].get("pass", 0)
         self.log("md_start", step=d.step, backend=getattr(d, "backend", "ase"), restart=st["md"]["restart"],
-                 model_version=st["model_version"], ranks=1 if self.comm is None else self.comm.Get_size())
+                 model_version=st["model_version"], ranks=1 if self.comm is None else self.comm.Get_size(),
+                 **{"pass": p})
         if self.root:
-            self.store.truncate_thermo(d.step)
+            self.store.truncate_thermo(d.step, pass_index=p)
+            progress.offset = p * self.cfg[self.cfg["engine"]]["steps"]
             progress.restart_at(d.step)
         d.skip_break_until = st.get("skip_break_until") or -1
         return d

@@ -45,9 +45,10 @@ SCHEMA: Dict[str, Dict[str, Any]] = {
     "lammps": {"system": (str, None, True), "dynamics": (str, None, True), "steps": (int, None, True),
                "check_every": (int, 10, False), "thermo_every": (int, 100, False),
                "checkpoint_every": (int, 1000, False), "backend": (str, "auto", False),
-               "cmdargs": (list, [], False)},
+               "cmdargs": (list, [], False), "passes": (int, 1, False)},
     "ase": {"script": (str, None, True), "steps": (int, None, True), "check_every": (int, 10, False),
-            "thermo_every": (int, 100, False), "checkpoint_every": (int, 1000, False)},
+            "thermo_every": (int, 100, False), "checkpoint_every": (int, 1000, False),
+            "passes": (int, 1, False)},
     "selection": {"gamma_select": ((int, float), 2.0, False), "gamma_break": ((int, float), 5.0, False),
                   "gamma_runaway": ((int, float, type(None)), None, False),
                   "sigma_select": ((int, float, type(None)), None, False),
@@ -103,6 +104,21 @@ def _positive(cfg, section, key, allow_zero=False):
         return
     if v < 0 or (v == 0 and not allow_zero):
         raise ConfigError(f"{section + '.' if section else ''}{key}: must be {'>= 0' if allow_zero else '> 0'}, got {v}")
+
+
+def _takes_an_argument(script: str, function: str) -> bool:
+    """Whether ``def function(...)`` in the Python file ``script`` takes a positional argument
+    (read with ``ast``: the script is not run here)."""
+    import ast
+    try:
+        tree = ast.parse(Path(script).read_text(), filename=script)
+    except SyntaxError as exc:
+        raise ConfigError(f"ase.script: {script} is not valid Python: {exc}") from None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            a = node.args
+            return bool(a.posonlyargs or a.args or a.vararg)
+    return False
 
 
 def load_config(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
@@ -186,17 +202,25 @@ def load_config(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
     if cfg[eng] is None:
         raise ConfigError(f"{eng}: required section for engine: {eng}")
     cfg[eng] = _check_section(cfg[eng], eng, eng)
-    for k in ("steps", "check_every", "thermo_every", "checkpoint_every"):
+    for k in ("steps", "check_every", "thermo_every", "checkpoint_every", "passes"):
         _positive(cfg, eng, k)
     if eng == "lammps":
         if cfg["lammps"]["backend"] not in ("auto", "plugin", "python"):
             raise ConfigError(f"lammps.backend: must be auto, plugin or python, got {cfg['lammps']['backend']!r}")
         if "units metal" not in " ".join(cfg["lammps"]["system"].split()):
             raise ConfigError("lammps.system: must contain `units metal` (mlal models use eV and Å)")
+        from .lammps_driver import has_velocity_create
+        if cfg["lammps"]["passes"] > 1 and not has_velocity_create(cfg["lammps"]["system"]):
+            raise ConfigError(f"lammps.passes: {cfg['lammps']['passes']} passes draw other velocities each "
+                              f"(the `velocity ... create T SEED` seed + 7919 per pass), but lammps.system "
+                              f"has no `velocity ... create` command")
     else:
         cfg["ase"]["script"] = str(_resolve(cfg["ase"]["script"], base))
         if not Path(cfg["ase"]["script"]).is_file():
             raise ConfigError(f"ase.script: no such file {cfg['ase']['script']}")
+        if cfg["ase"]["passes"] > 1 and not _takes_an_argument(cfg["ase"]["script"], "make_atoms"):
+            raise ConfigError(f"ase.passes: {cfg['ase']['passes']} passes need make_atoms(pass_index) in "
+                              f"{cfg['ase']['script']}, to draw other velocities for each pass (0, 1, ...)")
 
     # selection
     sel = cfg["selection"] = _check_section(cfg["selection"], "selection", "selection")

@@ -69,6 +69,28 @@ def _split(cmds) -> List[str]:
     return out
 
 
+def with_velocity_seed(commands: Sequence[str], seed: Optional[int] = None, offset: int = 0) -> List[str]:
+    """``commands`` with the seed of each ``velocity ... create T SEED`` replaced by ``seed``
+    (or shifted by ``offset``): the same protocol with other initial velocities."""
+    out = []
+    for c in commands:
+        w = c.split()
+        if w and w[0] == "velocity" and "create" in w and w.index("create") + 2 < len(w):
+            i = w.index("create") + 2
+            w[i] = str(seed) if seed is not None else str(int(w[i]) + offset)
+            c = " ".join(w)
+        out.append(c)
+    return out
+
+
+def has_velocity_create(commands) -> bool:
+    """Whether the LAMMPS commands draw velocities (``velocity ... create T SEED``)."""
+    return any(c.split()[0] == "velocity" and "create" in c.split() for c in _split(commands))
+
+
+PASS_SEED_STRIDE = 7919   # pass k draws its velocities with the script's seed + k * this
+
+
 def plugin_available() -> bool:
     from ..integrations.lammps import plugin_path
     return plugin_path().exists()
@@ -87,18 +109,21 @@ class LammpsDriver:
         total_steps: length of the requested run (timestep reached at the end).
         check_every: γ/σ are evaluated every this many steps.
         thermo_every: a trajectory row (step, T, PE, ...) every this many steps.
+        pass_index: which pass of the protocol this is (0, 1, ...): pass k > 0 draws
+            its velocities with the ``velocity ... create`` seed + k * 7919.
     """
 
     def __init__(self, model_path, species: Sequence[str], system, dynamics, total_steps: int,
                  check_every: int = 10, gamma_select: float = 2.0, gamma_break: float = 5.0,
                  sigma_select: Optional[float] = None, sigma_break: Optional[float] = None,
                  thermo_every: int = 100, backend: str = "auto", cmdargs: Sequence[str] = (),
-                 comm=None, model_version: int = 0, candidates_file=None):
+                 comm=None, model_version: int = 0, candidates_file=None, pass_index: int = 0):
         if backend not in ("auto", "plugin", "python"):
             raise ValueError(f"backend must be auto, plugin or python, got {backend!r}")
         self.model_path = str(model_path)
         self.species = list(species)
-        self.system = _split(system)
+        self.pass_index = int(pass_index)
+        self.system = with_velocity_seed(_split(system), offset=PASS_SEED_STRIDE * self.pass_index)
         self.dynamics = _split(dynamics)
         self.total_steps = int(total_steps)
         self.check_every = max(1, int(check_every))
@@ -236,6 +261,7 @@ class LammpsDriver:
             b.wrap()
             b.info.update(step=int(a.info.get("step", -1)), gamma_max=float(a.info.get("gamma_max", 0.0)),
                           sigma_max=float(a.info.get("sigma_max", 0.0)), model_version=self.model_version)
+            b.info["pass"] = self.pass_index
             out.append(b)
         return out
 
@@ -298,6 +324,7 @@ class LammpsDriver:
         atoms.wrap()
         atoms.info.update(step=self.step, gamma_max=self._last["gamma_max"],
                           sigma_max=self._last["sigma_max"], model_version=self.model_version)
+        atoms.info["pass"] = self.pass_index
         return atoms
 
     def velocities(self) -> np.ndarray:
@@ -321,7 +348,8 @@ class LammpsDriver:
         th = self.lmp.last_thermo() or {}
         row = {"step": self.step, "temp": float(th.get("Temp", np.nan)), "pe": float(th.get("PotEng", np.nan)),
                "etotal": float(th.get("TotEng", np.nan)), "press": float(th.get("Press", np.nan)),
-               "vol": float(th.get("Volume", np.nan)), "model_version": self.model_version}
+               "vol": float(th.get("Volume", np.nan)), "model_version": self.model_version,
+               "pass": self.pass_index}
         row["time"] = float(th.get("Time", np.nan))
         if self.backend == "plugin":
             row["gamma_max"] = float(th.get("f_mlal_x[5]", 0.0))

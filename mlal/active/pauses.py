@@ -148,15 +148,15 @@ class PauseHandling:
         if plan["decision"] == "learn":
             it = plan["iteration"]
             self._enter_label(it, pending, plan["forced"], last_pause=plan["last_pause"],
-                              md={"restart": plan["restart"], "step": pause.step})
+                              md={"restart": plan["restart"], "step": pause.step, "pass": d.pass_index})
             self.log("pause", iteration=it, reason=pause.reason, step=pause.step, gamma_max=pause.gamma_max,
-                     sigma_max=pause.sigma_max, candidates=len(pending))
+                     sigma_max=pause.sigma_max, candidates=len(pending), **{"pass": d.pass_index})
             self._progress.status(pause.step, f"pause ({pause.reason}, γ {pause.gamma_max:.2f}): "
                                   f"{len(pending)} candidates")
             pending.clear()
             return
         atomic_write_extxyz(md / "pending.extxyz", pending)
-        self.state["md"] = {"restart": plan["restart"], "step": d.step}
+        self.state["md"] = {"restart": plan["restart"], "step": d.step, "pass": d.pass_index}
         self.state["last_pause"] = plan["last_pause"]
         if plan["decision"] == "skip":
             self.state["skip_break_until"] = plan["skip_break_until"]

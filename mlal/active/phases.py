@@ -215,6 +215,7 @@ class Phases:
         summary = {
             "name": self.cfg["name"], "workdir": str(self.store.root),
             "steps": self.cfg[self.cfg["engine"]]["steps"], "step_reached": st["md"]["step"] if st.get("md") else 0,
+            "passes": self.cfg[self.cfg["engine"]]["passes"], "pass_reached": st.get("md", {}).get("pass", 0),
             "iterations": st["iteration"], "model_version": st["model_version"], "model_path": st["model_path"],
             "oracle_calls": {"initial": self.oracle_calls("initial"), "otf": self.oracle_calls("otf"),
                              "validation": self.oracle_calls("validation")},

@@ -20,12 +20,13 @@ class Progress:
             self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
         self._last_step = initial
         self.gmax = 0.0
+        self.offset = 0           # steps of the passes before the current one
 
     def restart_at(self, step: int) -> None:
         """The MD (re)starts at ``step`` (a resume or a rollback): the bar shows it from there."""
         self._last_step = step
         if self.bar is not None:
-            self.bar.n = step
+            self.bar.n = self.offset + step
             self.bar.refresh()
 
     def row(self, row: Dict[str, Any]) -> None:
@@ -40,6 +41,7 @@ class Progress:
 
     def status(self, step: int, what: str = "") -> None:
         """One progress line: steps simulated vs requested, iteration, labels, max γ since the last line."""
+        step += self.offset
         self.line(f"step {step}/{self.total} ({100.0 * step / max(1, self.total):.0f}%), "
                   f"iteration {self.info.get('iteration', 0)}, otf labels {self.info.get('labels', 0)}, "
                   f"max γ {self.gmax:.2f}{'; ' + what if what else ''}")

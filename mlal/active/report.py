@@ -47,6 +47,14 @@ def write_report(store, path=None, frames: Optional[List[Dict[str, float]]] = No
         if not np.all(np.isfinite(x)):
             x = np.array([r["step"] for r in rows], dtype=float)
             xlabel = "step"
+        p = np.array([r.get("pass", 0) for r in rows])
+        if p.max() > 0:       # passes one after another on the axis, a dashed line between two
+            start = 0.0
+            for k in range(1, int(p.max()) + 1):
+                start += float(np.max(x[p == k - 1], initial=0.0))
+                x[p == k] += start
+                ax[1].axvline(start, color="0.5", lw=0.8, ls="--")
+            xlabel += ", passes one after another"
         g = np.array([r["gamma_max"] for r in rows], dtype=float)
         ax[1].semilogy(x, np.maximum(g, 1e-3), ".", ms=3, color="tab:red", label="max γ")
         if any("temp" in r for r in rows):

@@ -190,9 +190,10 @@ class CampaignStore:
         """Every complete thermo record (a torn last line from a kill is skipped)."""
         return _read_jsonl(self.thermo_path)
 
-    def truncate_thermo(self, after_step: int) -> None:
-        """Drop trajectory rows beyond ``after_step`` (they will be simulated again on resume)."""
-        rows = [r for r in self.thermo() if r.get("step", 0) <= after_step]
+    def truncate_thermo(self, after_step: int, pass_index: int = 0) -> None:
+        """Drop trajectory rows beyond ``after_step`` of pass ``pass_index`` (they will be
+        simulated again on resume)."""
+        rows = [r for r in self.thermo() if (r.get("pass", 0), r.get("step", 0)) <= (pass_index, after_step)]
         atomic_write_text(self.thermo_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def model_dir(self, version: int) -> Path:

@@ -118,7 +118,7 @@ def oracle_md_frames(system: str, dynamics: str, steps: int, every: int, oracle:
     """
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from .lammps_driver import _split
+    from .lammps_driver import _split, with_velocity_seed
     from .oracles import LammpsCalculator, _new_lammps
 
     calc = LammpsCalculator(oracle["pair_style"], oracle["pair_coeff"], oracle.get("species", species))
@@ -126,12 +126,7 @@ def oracle_md_frames(system: str, dynamics: str, steps: int, every: int, oracle:
     lmp = _new_lammps()
     try:
         lmp.command("atom_modify map array")
-        for c in _split(system):
-            w = c.split()
-            if w[0] == "velocity" and "create" in w:
-                i = w.index("create")
-                w[i + 2] = str(seed)
-                c = " ".join(w)
+        for c in with_velocity_seed(_split(system), seed=seed):
             lmp.command(c)
         lmp.command(f"pair_style {drive['pair_style']}")
         pcs = [drive["pair_coeff"]] if isinstance(drive["pair_coeff"], str) else drive["pair_coeff"]

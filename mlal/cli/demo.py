@@ -43,6 +43,7 @@ lammps:
     neighbor 1.0 bin
     fix heat all nvt temp 300 2000 0.1
   steps: 12000
+  passes: 1
   check_every: 10
   thermo_every: 100
   checkpoint_every: 1000
@@ -86,7 +87,10 @@ def run(args) -> int:
     v = s.get("validation", {})
     oc = s["oracle_calls"]
     print()
-    print(f"mlal demo: Si heated 300 K -> 2000 K, {s['step_reached']} of {s['steps']} MD steps, "
+    passes = s.get("passes", 1)
+    reached = s.get("pass_reached", 0) * s["steps"] + s["step_reached"]
+    print(f"mlal demo: Si heated 300 K -> 2000 K, {reached} of {s['steps'] * passes} MD steps"
+          + (f" ({passes} passes of {s['steps']})" if passes > 1 else "") + ", "
           f"{s['iterations']} retrainings, wall time {dt / 60:.1f} min"
           + (f" (stopped: {s['stop_reason']})" if s.get("stop_reason") else ""))
     print(f"  oracle (Stillinger-Weber) calls for training: {oc['initial'] + oc['otf']} "
@@ -104,5 +108,5 @@ def run(args) -> int:
               f"{n_ex} of {len(fr)} frames have γ_max > 1")
     print(f"  model: {s['workdir']}/model.pt   report: {s.get('report', s.get('report_error'))}")
     print(json.dumps({"demo": "si_sw_otf", "wall_s": round(dt, 1), **{k: s[k] for k in
-                      ("oracle_calls", "iterations", "validation", "step_reached", "steps")}}))
+                      ("oracle_calls", "iterations", "validation", "step_reached", "steps", "passes")}}))
     return 0
