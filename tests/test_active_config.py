@@ -50,6 +50,9 @@ def test_good_config_gets_defaults(tmp_path):
     ({"lammps__dynamic": "x"}, "lammps.dynamic: unknown key (did you mean 'dynamics'?)"),
     ({"lammps__passes": 0}, "lammps.passes: must be > 0"),
     ({"lammps__passes": 2}, "lammps.passes: 2 passes draw other velocities each"),
+    ({"lammps__passes": 2, "lammps__system": "units metal\nvelocity all create 300 ${s}"},
+     "lammps.passes: 2 passes draw other velocities each (the `velocity ... create T SEED` seed + 7919 per "
+     "pass), but lammps.system: `velocity all create 300 ${s}`: the seed '${s}' is not a literal integer"),
     ({"lammps": KeyError}, "lammps: required section"),
     ({"selection": {"gamma_select": 3.0, "gamma_break": 2.0}}, "selection.gamma_break: must be > selection.gamma_select"),
     ({"selection": {"gamma_select": 0.5}}, "selection.gamma_select: must be >= 1"),

@@ -127,7 +127,8 @@ class Campaign(Phases, PauseHandling):
     def _new_driver(self):
         cfg, st = self.cfg, self.state
         sel = cfg["selection"]
-        common = dict(pass_index=st["md"].get("pass", 0), check_every=cfg[cfg["engine"]]["check_every"], gamma_select=sel["gamma_select"],
+        common = dict(pass_index=st["md"].get("pass", 0), check_every=cfg[cfg["engine"]]["check_every"],
+                      gamma_select=sel["gamma_select"],
                       gamma_break=sel["gamma_break"], sigma_select=sel["sigma_select"],
                       sigma_break=sel["sigma_break"], thermo_every=cfg[cfg["engine"]]["thermo_every"],
                       model_version=st["model_version"])

@@ -72,11 +72,15 @@ def _split(cmds) -> List[str]:
 def with_velocity_seed(commands: Sequence[str], seed: Optional[int] = None, offset: int = 0) -> List[str]:
     """``commands`` with the seed of each ``velocity ... create T SEED`` replaced by ``seed``
     (or shifted by ``offset``): the same protocol with other initial velocities."""
+    if seed is None and offset == 0:
+        return list(commands)
     out = []
     for c in commands:
         w = c.split()
         if w and w[0] == "velocity" and "create" in w and w.index("create") + 2 < len(w):
             i = w.index("create") + 2
+            if seed is None and not w[i].isdigit():
+                raise ValueError(f"`{c}`: the seed {w[i]!r} is not a literal integer, so it cannot be shifted")
             w[i] = str(seed) if seed is not None else str(int(w[i]) + offset)
             c = " ".join(w)
         out.append(c)
