@@ -159,7 +159,7 @@ class AseDriver:
                 "vol": float(a.get_volume()) if a.pbc.all() else np.nan,
                 "gamma_max": float(r.get("gamma_max", 0.0)),
                 "sigma_max": float(np.max(r["sigma"])) if "sigma" in r and len(r["sigma"]) else 0.0,
-                "model_version": self.model_version, "pass": self.pass_index}
+                "model_version": self.model_version}
 
     def advance(self, until: Optional[int] = None, max_candidates: Optional[int] = None,
                 progress=None) -> Pause:
@@ -190,8 +190,7 @@ class AseDriver:
                     cand.info.update(overlap=str(exc))
                     candidates.append(cand)
                     self.thermo_rows.append({"step": self.step + 1, "gamma_max": 1e9, "sigma_max": 0.0,
-                                             "model_version": self.model_version, "event": "break",
-                                             "pass": self.pass_index})
+                                             "model_version": self.model_version, "event": "break"})
                     return Pause("break", self.step, 1e9, 0.0, candidates)
                 except ExtrapolationError as exc:
                     self._last = {"gamma_max": exc.gamma_max, "sigma_max": exc.sigma_max}
@@ -203,7 +202,7 @@ class AseDriver:
                     candidates.append(cand)
                     self._restore()
                     row = {"step": self.step + 1, "gamma_max": exc.gamma_max, "sigma_max": exc.sigma_max,
-                           "model_version": self.model_version, "event": "break", "pass": self.pass_index}
+                           "model_version": self.model_version, "event": "break"}
                     self.thermo_rows.append(row)
                     return Pause("break", self.step, exc.gamma_max, exc.sigma_max, candidates)
                 if not self.is_md and self.dyn.nsteps == self._saved[3]:
@@ -231,8 +230,9 @@ class AseDriver:
             self.timings["steps"] += self.step - s0
 
     def take_thermo(self) -> List[Dict[str, Any]]:
+        """The trajectory rows since the last call, each with its ``pass``."""
         rows, self.thermo_rows = self.thermo_rows, []
-        return rows
+        return [dict(r, **{"pass": self.pass_index}) for r in rows]
 
     def close(self) -> None:
         self.dyn = None

@@ -209,17 +209,18 @@ def load_config(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
             raise ConfigError(f"lammps.backend: must be auto, plugin or python, got {cfg['lammps']['backend']!r}")
         if "units metal" not in " ".join(cfg["lammps"]["system"].split()):
             raise ConfigError("lammps.system: must contain `units metal` (mlal models use eV and Å)")
-        from .lammps_driver import PASS_SEED_STRIDE, _split, has_velocity_create, with_velocity_seed
         passes = cfg["lammps"]["passes"]
-        why = (f"lammps.passes: {passes} passes draw other velocities each (the `velocity ... create T SEED` "
-               f"seed + {PASS_SEED_STRIDE} per pass), but lammps.system")
-        if passes > 1 and not has_velocity_create(cfg["lammps"]["system"]):
-            raise ConfigError(f"{why} has no `velocity ... create` command")
         if passes > 1:
+            from .lammps_driver import PASS_SEED_STRIDE, _split, with_velocity_seed
+            why = (f"lammps.passes: {passes} passes draw other velocities each (the `velocity ... create T SEED` "
+                   f"seed + {PASS_SEED_STRIDE} per pass), but lammps.system")
+            system = _split(cfg["lammps"]["system"])
             try:
-                with_velocity_seed(_split(cfg["lammps"]["system"]), offset=PASS_SEED_STRIDE)
+                shifted = with_velocity_seed(system, offset=PASS_SEED_STRIDE)
             except ValueError as exc:
                 raise ConfigError(f"{why}: {exc}") from None
+            if shifted == system:          # no seed to shift
+                raise ConfigError(f"{why} has no `velocity ... create` command")
     else:
         cfg["ase"]["script"] = str(_resolve(cfg["ase"]["script"], base))
         if not Path(cfg["ase"]["script"]).is_file():

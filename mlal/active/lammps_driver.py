@@ -87,11 +87,6 @@ def with_velocity_seed(commands: Sequence[str], seed: Optional[int] = None, offs
     return out
 
 
-def has_velocity_create(commands) -> bool:
-    """Whether the LAMMPS commands draw velocities (``velocity ... create T SEED``)."""
-    return any(c.split()[0] == "velocity" and "create" in c.split() for c in _split(commands))
-
-
 PASS_SEED_STRIDE = 7919   # pass k draws its velocities with the script's seed + k * this
 
 
@@ -114,7 +109,7 @@ class LammpsDriver:
         check_every: γ/σ are evaluated every this many steps.
         thermo_every: a trajectory row (step, T, PE, ...) every this many steps.
         pass_index: which pass of the protocol this is (0, 1, ...): pass k > 0 draws
-            its velocities with the ``velocity ... create`` seed + k * 7919.
+            its velocities with the ``velocity ... create`` seed + k * ``PASS_SEED_STRIDE``.
     """
 
     def __init__(self, model_path, species: Sequence[str], system, dynamics, total_steps: int,
@@ -352,8 +347,7 @@ class LammpsDriver:
         th = self.lmp.last_thermo() or {}
         row = {"step": self.step, "temp": float(th.get("Temp", np.nan)), "pe": float(th.get("PotEng", np.nan)),
                "etotal": float(th.get("TotEng", np.nan)), "press": float(th.get("Press", np.nan)),
-               "vol": float(th.get("Volume", np.nan)), "model_version": self.model_version,
-               "pass": self.pass_index}
+               "vol": float(th.get("Volume", np.nan)), "model_version": self.model_version}
         row["time"] = float(th.get("Time", np.nan))
         if self.backend == "plugin":
             row["gamma_max"] = float(th.get("f_mlal_x[5]", 0.0))
@@ -460,8 +454,9 @@ class LammpsDriver:
             self.timings["steps"] += self.step - s0
 
     def take_thermo(self) -> List[Dict[str, Any]]:
+        """The trajectory rows since the last call, each with its ``pass``."""
         rows, self.thermo_rows = self.thermo_rows, []
-        return rows
+        return [dict(r, **{"pass": self.pass_index}) for r in rows]
 
     def close(self) -> None:
         if self.lmp is not None:
