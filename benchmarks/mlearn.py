@@ -128,14 +128,15 @@ def run_element(el: str, args, cfg_overrides) -> dict:
     items = correct_stress(el, read_structures(DATA / el / "train.xyz"), args.stress)
     if args.folds and args.folds > 1:
         fold = stratified_folds(items, args.folds, args.seed)
-        splits = [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(args.folds)]
+        chosen = args.only_folds if args.only_folds else range(args.folds)
+        splits = [(f, np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in chosen]
     else:
         k = max(2, int(round(1.0 / args.holdout)))
         fold = stratified_folds(items, k, args.seed)
-        splits = [(np.flatnonzero(fold != 0), np.flatnonzero(fold == 0))]
+        splits = [(0, np.flatnonzero(fold != 0), np.flatnonzero(fold == 0))]
     cfg = TrainConfig.from_dict(cfg_overrides, where="mlearn overrides")
     runs = []
-    for f, (tr, te) in enumerate(splits):
+    for f, tr, te in splits:
         out = Path(args.work) / el / f"fold{f}"
         t0 = time.time()
         res = train([items[i] for i in tr], cfg, out, progress=not args.no_progress)
@@ -143,7 +144,8 @@ def run_element(el: str, args, cfg_overrides) -> dict:
         test = [items[i] for i in te]
         p = predict_structures(res.model_path, test, uncertainty=True)
         m = metrics_from_predictions(p)
-        m.update({"train_seconds": seconds, "epochs": res.metrics["epochs"], "stopped": res.metrics["stopped"],
+        m.update({"fold": f, "train_seconds": seconds, "epochs": res.metrics["epochs"],
+                  "stopped": res.metrics["stopped"],
                   "n_train": len(tr), "n_test": len(te), "valid_energy_mae": res.metrics["energy_mae"],
                   "valid_force_mae": res.metrics["force_mae"]})
         m.update(group_errors(p, test))
@@ -184,6 +186,9 @@ def main(argv=None) -> int:
     p.add_argument("--elements", nargs="+", default=ELEMENTS, choices=ELEMENTS)
     p.add_argument("--quick", action="store_true", help="pipeline check: 2 members, 60 s per element")
     p.add_argument("--folds", type=int, default=0, help="K-fold cross-validation (0: one hold-out split)")
+    p.add_argument("--only-folds", type=int, nargs="+", metavar="F",
+                   help="with --folds K: run only these folds (0..K-1), e.g. to spread a 10-fold CV over "
+                        "several runs; the mean is then over these folds")
     p.add_argument("--holdout", type=float, default=0.1, help="held-out fraction (without --folds)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-time", type=float, help="override TrainConfig.max_time (s)")
@@ -199,6 +204,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json-out", help="also write the results here")
     args = p.parse_args(argv)
+    if args.only_folds and not (args.folds > 1 and all(0 <= f < args.folds for f in args.only_folds)):
+        p.error(f"--only-folds needs --folds K > 1 and folds in 0..K-1, got {args.only_folds}")
     if not DATA.is_dir():
         print(f"mlearn data not found at {DATA}", file=sys.stderr)
         return 2

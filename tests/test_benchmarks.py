@@ -35,6 +35,14 @@ def test_stratified_folds_spread_every_group_over_the_folds():
         assert counts.max() - counts.min() <= 1
 
 
+def test_surface_fit_counts_the_broken_bonds_of_each_facet():
+    from surface_fit import NN_SHELL, coordination, nearest
+    r = NN_SHELL * float(np.median(nearest(bulk("Ni", "fcc", 3.52, cubic=True))))
+    assert sorted(set(coordination(fcc100("Ni", (1, 1, 6), vacuum=6.0, periodic=True), r))) == [8, 12]
+    assert sorted(set(coordination(fcc111("Ni", (2, 2, 6), vacuum=6.0, periodic=True), r))) == [9, 12]
+    assert set(coordination(bulk("Ni", "fcc", 3.52, cubic=True).repeat(2), r)) == {12}
+
+
 def test_stress_correction_swaps_yz_and_xz_only_in_the_listed_groups():
     from mlearn import correct_stress
     s = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
