@@ -134,6 +134,18 @@ def test_ase_campaign_learns_and_finishes(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 24
 
 
+def test_retrainings_from_scratch_when_warm_start_is_off(tmp_path):
+    """``retraining.warm_start: false``: every model starts from scratch (here with the training's settings)."""
+    summary = Campaign(campaign_cfg(tmp_path, retraining={"warm_start": False},
+                                    final_training={"epochs": 3})).run()
+    assert summary["step_reached"] == 24 and summary["iterations"] >= 1
+    journal = [json.loads(line) for line in open(tmp_path / "camp" / "journal.jsonl")]
+    starts = [r for r in journal if r["event"] == "train_start"]
+    models = [r for r in journal if r["event"] == "model"]
+    assert len(starts) >= 3 and all(s["init"] is None for s in starts)
+    assert [m["metrics"]["epochs"] for m in models] == [4] * (len(models) - 1) + [3]
+
+
 def test_spent_budget_continues_without_labelling(tmp_path):
     """``budget.when_spent: continue``: once the oracle budget is spent the MD runs to the end, breaks ignored."""
     cfg = campaign_cfg(tmp_path, script=GENTLE, budget={"max_oracle_calls": 4, "when_spent": "continue"})

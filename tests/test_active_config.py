@@ -67,6 +67,8 @@ def test_good_config_gets_defaults(tmp_path):
     ({"initial": {"random": {"n": 2, "composition": {"Cu": -1.0}}}}, "initial.random.composition: fractions"),
     ({"training": {"epoch": 3}}, "training.epoch: unknown training setting (did you mean 'epochs'?)"),
     ({"retraining": {"cutoff": -1.0}}, "retraining.cutoff"),
+    ({"retraining": {"warm_start": "no"}}, "retraining.warm_start: must be true or false"),
+    ({"training": {"warm_start": False}}, "training.warm_start: unknown training setting"),
     ({"training": {"species": ["Cu"]}}, "training.species"),
     ({"budget": {"max_oracle_calls": -2}}, "budget.max_oracle_calls"),
     ({"budget": {"when_spent": "pause"}}, "budget.when_spent"),

@@ -258,7 +258,10 @@ def load_config(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
     # training: checked against the trainer's TrainConfig fields when it is importable
     for sec in ("training", "retraining", "final_training"):
         if cfg[sec] is not None:
-            _check_training(cfg[sec], sec)
+            own = ("warm_start",) if sec == "retraining" else ()     # a campaign setting, not the trainer's
+            _check_training({k: v for k, v in cfg[sec].items() if k not in own}, sec)
+    if not isinstance(cfg["retraining"].get("warm_start", True), bool):
+        raise ConfigError(f"retraining.warm_start: must be true or false, got {cfg['retraining']['warm_start']!r}")
     cfg["budget"] = _check_section(cfg["budget"], "budget", "budget")
     for k in ("max_oracle_calls", "max_iterations", "max_wall_time", "max_rollbacks"):
         _positive(cfg, "budget", k, allow_zero=(k != "max_wall_time"))

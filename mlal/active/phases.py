@@ -167,11 +167,13 @@ class Phases:
     def _train(self, version: int, progress: Progress, final: bool = False) -> Dict[str, Any]:
         """Train model ``version`` on every training label.
 
-        Settings: ``training``, updated by ``retraining`` for the warm-started
-        versions > 0 during the MD. The last one (after the MD, ``final=True``)
-        is trained **from scratch** with ``training`` updated by
-        ``final_training``: on the demo protocol that halved the force error of
-        a warm-started final model at the same time budget (0.120 vs 0.208 eV/Å).
+        Settings: ``training``, updated by ``retraining`` for the versions > 0
+        during the MD, warm-started from the previous version unless
+        ``retraining.warm_start`` is false (then from scratch, as DP-GEN does
+        by default). The last one (after the MD, ``final=True``) is trained
+        **from scratch** with ``training`` updated by ``final_training``: on
+        the demo protocol that halved the force error of a warm-started final
+        model at the same time budget (0.120 vs 0.208 eV/Å).
         """
         TrainConfig, train = trainer()
         cfg = self.cfg
@@ -179,7 +181,7 @@ class Phases:
         if final:
             settings.update(cfg["final_training"] or {})
         elif version > 0:
-            settings.update(cfg["retraining"])
+            settings.update({k: v for k, v in cfg["retraining"].items() if k != "warm_start"})
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         if "species" in fields:
             settings["species"] = list(cfg["species"])
@@ -188,7 +190,8 @@ class Phases:
         tc = TrainConfig(**settings)
         data = self.store.labels("initial") + self.store.labels("otf")
         out = self.store.model_dir(version)
-        init = self.state.get("checkpoint") if version > 0 and not final else None
+        warm = version > 0 and not final and cfg["retraining"].get("warm_start", True)
+        init = self.state.get("checkpoint") if warm else None
         t0 = time.time()
         import inspect
         kw = {}
