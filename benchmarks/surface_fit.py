@@ -77,14 +77,15 @@ def surface_table(el: str, model: Path, holdout: float = 0.1, seed: int = 0) -> 
         d_mlal = (p["energy"] - p["energy_ref"]) * 1000.0
     bulk = groups != "Surface"
     r = NN_SHELL * float(np.median(np.concatenate([nearest(items[k].atoms) for k in np.flatnonzero(bulk)])))
+    cn_bulk = int(np.median(np.concatenate([coordination(items[k].atoms, r) for k in np.flatnonzero(bulk)])))
     rows = []
     for k in np.flatnonzero(~bulk):
         cn = coordination(items[k].atoms, r)
         rows.append({"index": int(k), "n_atoms": len(items[k].atoms), "held_out": bool(test[k]),
-                     "surface_cn": sorted(set(int(c) for c in cn if c < 12)),
+                     "surface_cn": sorted(set(int(c) for c in cn if c < cn_bulk)),
                      "snap_error": float(d_snap[k]),
                      "mlal_error": None if d_mlal is None else float(d_mlal[k])})
-    res = {"n_structures": len(items), "n_surface": len(rows), "surfaces": rows,
+    res = {"n_structures": len(items), "n_surface": len(rows), "bulk_cn": cn_bulk, "surfaces": rows,
            "snap_bulk_mae": float(np.abs(d_snap[bulk]).mean()),
            "snap_surface_mae": float(np.abs(d_snap[~bulk]).mean())}
     if d_mlal is not None:
