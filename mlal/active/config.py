@@ -106,6 +106,16 @@ def _positive(cfg, section, key, allow_zero=False):
         raise ConfigError(f"{section + '.' if section else ''}{key}: must be {'>= 0' if allow_zero else '> 0'}, got {v}")
 
 
+CAMPAIGN_KEYS = {"retraining": ("warm_start",)}   # keys of a training section that are the campaign's
+
+
+def trainer_settings(section: str, d: Dict[str, Any]) -> Dict[str, Any]:
+    """The TrainConfig settings of the training section ``section`` (``training``,
+    ``retraining``, ``final_training``): ``d`` without the campaign's own keys."""
+    own = CAMPAIGN_KEYS.get(section, ())
+    return {k: v for k, v in d.items() if k not in own}
+
+
 def _takes_an_argument(script: str, function: str) -> bool:
     """Whether ``def function(...)`` in the Python file ``script`` takes a positional argument
     (read with ``ast``: the script is not run here)."""
@@ -258,9 +268,9 @@ def load_config(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
     # training: checked against the trainer's TrainConfig fields when it is importable
     for sec in ("training", "retraining", "final_training"):
         if cfg[sec] is not None:
-            own = ("warm_start",) if sec == "retraining" else ()     # a campaign setting, not the trainer's
-            _check_training({k: v for k, v in cfg[sec].items() if k not in own}, sec)
-    if not isinstance(cfg["retraining"].get("warm_start", True), bool):
+            _check_training(trainer_settings(sec, cfg[sec]), sec)
+    cfg["retraining"].setdefault("warm_start", True)
+    if not isinstance(cfg["retraining"]["warm_start"], bool):
         raise ConfigError(f"retraining.warm_start: must be true or false, got {cfg['retraining']['warm_start']!r}")
     cfg["budget"] = _check_section(cfg["budget"], "budget", "budget")
     for k in ("max_oracle_calls", "max_iterations", "max_wall_time", "max_rollbacks"):

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..system import available_cores
+from .config import trainer_settings
 from .labelling import Labeller
 from .pauses import CampaignError
 from .progress import Progress
@@ -181,7 +182,7 @@ class Phases:
         if final:
             settings.update(cfg["final_training"] or {})
         elif version > 0:
-            settings.update({k: v for k, v in cfg["retraining"].items() if k != "warm_start"})
+            settings.update(trainer_settings("retraining", cfg["retraining"]))
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         if "species" in fields:
             settings["species"] = list(cfg["species"])
@@ -190,7 +191,7 @@ class Phases:
         tc = TrainConfig(**settings)
         data = self.store.labels("initial") + self.store.labels("otf")
         out = self.store.model_dir(version)
-        warm = version > 0 and not final and cfg["retraining"].get("warm_start", True)
+        warm = version > 0 and not final and cfg["retraining"]["warm_start"]
         init = self.state.get("checkpoint") if warm else None
         t0 = time.time()
         import inspect
