@@ -136,9 +136,11 @@ class LammpsDriver:
         self.comm = comm
         self.model_version = model_version
         self.lmp = None
+        self._own_dir = None                # a temporary folder for the candidates, removed by close()
         if candidates_file is None:
             import tempfile
-            candidates_file = os.path.join(tempfile.mkdtemp(prefix="mlal-cand-"), "candidates.extxyz")
+            self._own_dir = tempfile.mkdtemp(prefix="mlal-cand-")
+            candidates_file = os.path.join(self._own_dir, "candidates.extxyz")
         self.candidates_file = str(candidates_file)
         self.skip_break_until = -1          # break checks ignored up to this step (see Campaign)
         self._need_setup = True
@@ -465,3 +467,7 @@ class LammpsDriver:
             except Exception:  # noqa: BLE001
                 pass
             self.lmp = None
+        if self._own_dir is not None:
+            import shutil
+            shutil.rmtree(self._own_dir, ignore_errors=True)
+            self._own_dir = None
