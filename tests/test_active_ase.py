@@ -146,6 +146,29 @@ def test_retrainings_from_scratch_when_warm_start_is_off(tmp_path):
     assert [m["metrics"]["epochs"] for m in models] == [4] * (len(models) - 1) + [3]
 
 
+def test_replay_trains_the_chain_of_exploring_models_again(tmp_path):
+    """``benchmarks/otf_replay.py``: version k on the campaign's first n_k labels, warm-started from
+    the replayed k-1. With 0 retraining epochs every warm-started version keeps version 0's forces;
+    from scratch they do not."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from otf_replay import replay
+    summary = Campaign(campaign_cfg(tmp_path, final_training={"epochs": 3})).run()
+    camp = tmp_path / "camp"
+    journal = [json.loads(line) for line in open(camp / "journal.jsonl")]
+    explored = [r for r in journal if r["event"] == "model"][:-1]          # the last is the final model
+    rows = replay(camp, tmp_path / "r1", ["retraining.epochs=0"], verbose=False)
+    assert [r["n_structures"] for r in rows] == [m["n_structures"] for m in explored]
+    assert len(rows) == summary["iterations"] + 1 >= 2
+    v = [r["validation_force_rmse"] for r in rows]
+    assert np.allclose(v, v[0], rtol=1e-9, atol=0)
+    assert rows[0]["campaign_validation_force_rmse"] == explored[0]["validation"]["force_rmse"]
+    scratch = replay(camp, tmp_path / "r2", ["retraining.epochs=0", "retraining.warm_start=false"],
+                     versions=2, verbose=False)
+    assert len(scratch) == 2 and not np.isclose(scratch[1]["validation_force_rmse"], v[0], rtol=1e-6)
+
+
 def test_spent_budget_continues_without_labelling(tmp_path):
     """``budget.when_spent: continue``: once the oracle budget is spent the MD runs to the end, breaks ignored."""
     cfg = campaign_cfg(tmp_path, script=GENTLE, budget={"max_oracle_calls": 4, "when_spent": "continue"})

@@ -42,7 +42,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 from ase import Atoms
@@ -61,6 +61,26 @@ def _ase_serial() -> None:
     broadcast over COMM_WORLD from whichever rank reads (only rank 0 does here)."""
     import ase.parallel
     ase.parallel.world = ase.parallel.DummyMPI()
+
+
+def saved_config(workdir, edit: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
+    """The checked configuration saved in a campaign directory (``campaign.yaml``), its relative
+    paths read from where the campaign was started; ``edit`` may change the raw mapping first."""
+    workdir = Path(workdir).resolve()
+    cfg_path = workdir / "campaign.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{workdir}: not a campaign directory (no campaign.yaml)")
+    import yaml
+    raw = yaml.safe_load(cfg_path.read_text())
+    base = raw.pop("_base_dir", str(workdir))
+    if edit is not None:
+        edit(raw)
+    cwd = os.getcwd()
+    try:
+        os.chdir(base)
+        return load_config(raw)
+    finally:
+        os.chdir(cwd)
 
 
 class Campaign(Phases, PauseHandling):
@@ -99,19 +119,7 @@ class Campaign(Phases, PauseHandling):
     def resume(cls, workdir, comm=None, executor=None, progress: Optional[bool] = None) -> "Campaign":
         """The campaign of an existing directory, from its saved configuration."""
         workdir = Path(workdir).resolve()
-        cfg_path = workdir / "campaign.yaml"
-        if not cfg_path.is_file():
-            raise ConfigError(f"{workdir}: not a campaign directory (no campaign.yaml)")
-        import yaml
-        raw = yaml.safe_load(cfg_path.read_text())
-        base = raw.pop("_base_dir", str(workdir))
-        cwd = os.getcwd()
-        try:
-            os.chdir(base)
-            cfg = load_config(raw)
-        finally:
-            os.chdir(cwd)
-        return cls(cfg, workdir=workdir, comm=comm, executor=executor, progress=progress)
+        return cls(saved_config(workdir), workdir=workdir, comm=comm, executor=executor, progress=progress)
 
     def bcast(self, obj):
         return obj if self.comm is None else self.comm.bcast(obj, root=0)

@@ -62,6 +62,25 @@ def force_errors(model_path, items, per_frame: bool = False) -> Dict[str, Any]:
     return out
 
 
+def training_config(cfg: Dict[str, Any], version: int, final: bool = False):
+    """``(TrainConfig, warm)`` of a campaign's model ``version``: ``training``, updated by
+    ``retraining`` for the versions > 0 during the MD or by ``final_training`` for the last
+    one; ``warm`` says whether it starts from the previous version's checkpoint."""
+    TrainConfig, _ = trainer()
+    settings = dict(cfg["training"])
+    if final:
+        settings.update(cfg["final_training"] or {})
+    elif version > 0:
+        settings.update(trainer_settings("retraining", cfg["retraining"]))
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    if "species" in fields:
+        settings["species"] = list(cfg["species"])
+    if "seed" in fields:
+        settings.setdefault("seed", cfg["seed"])
+    warm = version > 0 and not final and cfg["retraining"]["warm_start"]
+    return TrainConfig(**settings), warm
+
+
 class Phases:
     """Mixed into :class:`~mlal.active.campaign.Campaign`; uses its ``cfg``, ``state``, ``store``,
     ``executor``, ``labeller`` and ``log``."""
@@ -178,20 +197,9 @@ class Phases:
         """
         TrainConfig, train = trainer()
         cfg = self.cfg
-        settings = dict(cfg["training"])
-        if final:
-            settings.update(cfg["final_training"] or {})
-        elif version > 0:
-            settings.update(trainer_settings("retraining", cfg["retraining"]))
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        if "species" in fields:
-            settings["species"] = list(cfg["species"])
-        if "seed" in fields:
-            settings.setdefault("seed", cfg["seed"])
-        tc = TrainConfig(**settings)
+        tc, warm = training_config(cfg, version, final)
         data = self.store.labels("initial") + self.store.labels("otf")
         out = self.store.model_dir(version)
-        warm = version > 0 and not final and cfg["retraining"]["warm_start"]
         init = self.state.get("checkpoint") if warm else None
         t0 = time.time()
         import inspect
