@@ -195,7 +195,7 @@ class Phases:
         the demo protocol that halved the force error of a warm-started final
         model at the same time budget (0.120 vs 0.208 eV/Å).
         """
-        TrainConfig, train = trainer()
+        _, train = trainer()
         cfg = self.cfg
         tc, warm = training_config(cfg, version, final)
         data = self.store.labels("initial") + self.store.labels("otf")
