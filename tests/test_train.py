@@ -154,14 +154,14 @@ def test_rotating_member_loss_is_mean_and_one_member(data):
 
 @pytest.mark.parametrize("member", [None, 1])
 def test_step_split_over_processes_equals_whole_batch(data, member):
-    """Splitting a batch over processes gives the whole batch's loss and gradient (bootstrap weights too)."""
+    """Splitting a batch over processes gives the whole batch's loss and gradient (with structure weights)."""
     from mlal.train.parallel import GradientStep, split_batch
     graphs = [to_graph(d, {"Cu": 0}, 4.0) for d in data[:5]]
     graphs[1].stress = None                      # a missing label in one part only
     cfg = TrainConfig(**dict(TINY, n_members=3, stress_weight=0.5, batch_size=5))
     model = build_model(cfg, ["Cu"]).double()
     params = list(model.parameters())
-    w = torch.tensor(np.random.default_rng(0).integers(0, 3, (3, 5)), dtype=torch.float64)
+    w = torch.tensor(np.random.default_rng(0).integers(0, 3, (4, 5)), dtype=torch.float64)   # 3 members, the mean
     loss, _ = batch_loss(model, collate(graphs), cfg, w, member)
     ref = torch.autograd.grad(loss, params, allow_unused=True)
     with torch.no_grad():                        # the workers must see parameters changed after they started
@@ -389,6 +389,37 @@ def test_atoms_input_and_species_inference(tmp_path):
         atoms.append(a)
     r = train(atoms, TrainConfig(**dict(TINY, epochs=1)), tmp_path / "atoms", progress=False)
     assert r.model.species == ["Cu"] and r.model_path.is_file()
+
+
+def test_config_type_weights_weigh_the_structures_of_a_type(tmp_path):
+    """``config_type_weights`` multiply a type's labels in the loss (the ensemble mean's forces
+    too): at weight 0 a type's labels change nothing; at weight 1 wrong ones spoil the fit."""
+    import dataclasses
+    from mlal.train.trainer import _structure_weights
+    cfg = TrainConfig(**dict(TINY, n_members=2, config_type_weights={"b": 3.0}))
+    assert np.array_equal(_structure_weights(["a", "b", "a"], 2, cfg), [[1, 3, 1]] * 3)   # 2 members, the mean
+    assert _structure_weights(["a", "c"], 2, cfg) is None        # every weight 1: the unweighted loss
+    boot = _structure_weights(["a", "b", "a", "b"], 2, cfg.replace(bootstrap=True, config_type_weights={}))
+    both = _structure_weights(["a", "b", "a", "b"], 2, cfg.replace(bootstrap=True))
+    assert np.array_equal(both, boot * [1, 3, 1, 3])
+    for bad in ({"b": -1.0}, {"b": "x"}, ["b"]):
+        with pytest.raises(ValueError, match="config_type_weights"):
+            TrainConfig(config_type_weights=bad)
+
+    clean = emt_structures(12, seed=3)
+    other = emt_structures(12, seed=4)
+    base = dict(TINY, epochs=15, valid_fraction=0.0, stress_weight=0.0)
+    graphs = [to_graph(d, {"Cu": 0}, 4.0) for d in clean]
+    f_mae, models = {}, {}
+    for sign, w in ((-1, 0.0), (-1, 1.0), (1, 0.0)):           # sign -1: forces of the wrong sign
+        noisy = [dataclasses.replace(d, forces=sign * d.forces, config_type="noisy", source=f"noisy:{k}")
+                 for k, d in enumerate(other)]
+        r = train(clean + noisy, TrainConfig(**dict(base, config_type_weights={"noisy": w})),
+                  tmp_path / f"{sign}_{w}", progress=False)
+        f_mae[sign, w], models[sign, w] = errors(r.model, graphs)["force_mae"], _weights(r.model)
+    # weight 0: the type's labels do not matter at all; weight 1: the wrong forces spoil the fit
+    assert all(torch.equal(models[-1, 0.0][k], models[1, 0.0][k]) for k in models[1, 0.0])
+    assert f_mae[-1, 0.0] < 0.5 * f_mae[-1, 1.0]
 
 
 def test_config_yaml_roundtrip_and_unknown_key(tmp_path):

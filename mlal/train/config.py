@@ -37,6 +37,11 @@ class TrainConfig:
     structures over that many processes (0: one per CPU core, at most
     ``batch_size``; :mod:`mlal.train.parallel`).
 
+    Structure weights: ``config_type_weights`` (``{config_type: weight}``, as in MACE;
+    types not named weigh 1) multiply every label of a training structure of that
+    ``config_type`` (``atoms.info["config_type"]``) in the loss: its energy, forces and
+    stress. Validation errors and the early-stopping score stay unweighted.
+
     Ensemble: each member's head has its own seed-driven initialisation; with
     ``bootstrap`` each member also sees its own bootstrap resample of the
     training structures (the shared trunk sees all of them). Every member's
@@ -85,6 +90,7 @@ class TrainConfig:
     valid_fraction: float = 0.1
     patience: int = 300
     bootstrap: bool = False
+    config_type_weights: Dict[str, float] = field(default_factory=dict)
     force_members: str = "rotating"
     seed: int = 0
     max_time: Optional[float] = 900.0
@@ -115,6 +121,12 @@ class TrainConfig:
             raise ValueError(f"cutoff must be a distance in Å or 'auto', got {self.cutoff!r}")
         if not isinstance(self.cutoff, str) and self.cutoff <= 0:
             raise ValueError(f"cutoff must be > 0 Å, got {self.cutoff}")
+        if not isinstance(self.config_type_weights, dict):
+            raise ValueError(f"config_type_weights must be a mapping of config_type to weight, "
+                             f"got {self.config_type_weights!r}")
+        for key, w in self.config_type_weights.items():
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
+                raise ValueError(f"config_type_weights[{key!r}] must be a number >= 0, got {w!r}")
         if self.processes < 0:
             raise ValueError(f"processes must be >= 0 (0: one per CPU core), got {self.processes}")
         for name in ("n_members", "n_basis", "latent", "hidden", "batch_size"):

@@ -26,21 +26,32 @@ def _loss_weights(b: Batch, K: int, weights: Optional[torch.Tensor], member: Opt
     e_mask = ~torch.isnan(b.energy)
     f_mask = ~torch.isnan(b.forces[:, 0])
     s_mask = ~torch.isnan(b.stress[:, 0]) & (b.volume > 0)
-    w = torch.ones(K, b.n_graphs, dtype=dtype) if weights is None else weights.to(dtype)
-    wd = w if member is None else torch.stack([torch.ones_like(w[0]), w[member]])   # rows of p["forces"]
+    w, mean_w = _split_weights(weights, K, b.n_graphs, dtype)
+    wd = w if member is None else torch.stack([mean_w, w[member]])   # rows of p["forces"]
     return w * e_mask.to(dtype), wd[:, b.graph_of_atom] * f_mask.to(dtype), wd * s_mask.to(dtype)
+
+
+def _split_weights(weights, K: int, G: int, dtype):
+    """``(members' [K, G], ensemble mean's [G])`` of ``weights`` ``[K, G]`` (the mean's: 1) or
+    ``[K + 1, G]`` (the mean's last)."""
+    if weights is None:
+        return torch.ones(K, G, dtype=dtype), torch.ones(G, dtype=dtype)
+    weights = torch.as_tensor(weights).to(dtype)
+    if weights.shape[0] == K + 1:
+        return weights[:K], weights[K]
+    return weights, torch.ones(G, dtype=dtype)
 
 
 def loss_denominators(graphs: Sequence[Graph], K: int, weights: Optional[torch.Tensor] = None,
                       member: Optional[int] = None) -> Dict[str, float]:
     """How many (weighted) energy, force and stress labels each MSE of :func:`batch_loss` divides by.
 
-    ``weights`` ``[K, len(graphs)]``. For the batch of ``graphs``, or for a batch
+    ``weights`` as in :func:`batch_loss`. For the batch of ``graphs``, or for a batch
     split in parts (:mod:`mlal.train.parallel`): with the whole batch's counts the
     parts' losses add up to the whole batch's loss.
     """
-    w = np.ones((K, len(graphs))) if weights is None else weights.double().numpy()
-    wd = w if member is None else np.stack([np.ones(len(graphs)), w[member]])
+    w, mean_w = (t.numpy() for t in _split_weights(weights, K, len(graphs), torch.float64))
+    wd = w if member is None else np.stack([mean_w, w[member]])
     has_e = np.array([g.energy is not None and g.energy == g.energy for g in graphs], dtype=float)
     n_f = np.array([g.n_atoms if g.forces is not None else 0 for g in graphs], dtype=float)
     has_s = np.array([g.stress is not None and g.volume > 0 for g in graphs], dtype=float)
@@ -52,7 +63,11 @@ def batch_loss(model: EnsembleModel, b: Batch, cfg: TrainConfig,
                member: Optional[int] = None,
                denominators: Optional[Dict[str, float]] = None,
                geometry: Optional[Sequence[EdgeGeometry]] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
-    """Weighted MSE loss averaged over members. ``weights`` [K, G] are bootstrap counts (None: all 1).
+    """Weighted MSE loss averaged over members.
+
+    ``weights`` (None: all 1) are per-structure weights of each member's labels,
+    ``[K, G]``, or ``[K + 1, G]`` with the ensemble mean's last (``[K, G]``: the
+    mean's are 1): bootstrap counts times ``config_type_weights``.
 
     Energies are fitted for every member (they cost no extra backward pass).
     Forces and stress: with ``member=None`` every member's (K backward passes

@@ -48,6 +48,8 @@ def _part_gradient(model: EnsembleModel, params: List[torch.Tensor], graphs: Seq
                    weights: Optional[torch.Tensor], member: Optional[int],
                    den: Dict[str, float]) -> Tuple[float, List[Optional[torch.Tensor]]]:
     loss, _ = batch_loss(model, collate(graphs, dtype=dtype), cfg, weights, member, den, geometry)
+    if not loss.requires_grad:                  # every label of the part weighs 0
+        return float(loss.detach()), [None] * len(params)
     return float(loss.detach()), list(torch.autograd.grad(loss, params, allow_unused=True))
 
 

@@ -82,14 +82,20 @@ def _split(n: int, cfg: TrainConfig) -> Tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
 
-def _bootstrap_weights(n_train: int, K: int, cfg: TrainConfig) -> Optional[np.ndarray]:
-    if not cfg.bootstrap:
-        return None
-    rng = np.random.default_rng([cfg.seed, 104729])
-    w = np.zeros((K, n_train))
-    for k in range(K):
-        np.add.at(w[k], rng.integers(0, n_train, n_train), 1.0)
-    return w
+def _structure_weights(types: Sequence[str], K: int, cfg: TrainConfig) -> Optional[np.ndarray]:
+    """Loss weights ``[K + 1, n_train]`` of the training structures (``types``: their
+    config_type) for each member and, last, the ensemble mean: bootstrap counts (members
+    only) times ``cfg.config_type_weights``; None when all are 1."""
+    n_train = len(types)
+    w = np.ones((K + 1, n_train))
+    if cfg.bootstrap:
+        rng = np.random.default_rng([cfg.seed, 104729])
+        w[:K] = 0.0
+        for k in range(K):
+            np.add.at(w[k], rng.integers(0, n_train, n_train), 1.0)
+    if cfg.config_type_weights:
+        w *= np.array([float(cfg.config_type_weights.get(t, 1.0)) for t in types])[None, :]
+    return None if bool((w == 1.0).all()) else w
 
 
 def _progress(cfg: TrainConfig, epoch: int, elapsed: float) -> float:
@@ -206,7 +212,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
         fit_feature_normalization(model, train_g, seed=cfg.seed)
     model = model.to(dtype)
     K = model.n_members
-    boot = _bootstrap_weights(len(train_g), K, cfg)
+    boot = _structure_weights([items[k].config_type for k in train_idx], K, cfg)
 
     params = [p for p in model.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
