@@ -134,6 +134,9 @@ def run_element(el: str, args, cfg_overrides) -> dict:
         k = max(2, int(round(1.0 / args.holdout)))
         fold = stratified_folds(items, k, args.seed)
         splits = [(0, np.flatnonzero(fold != 0), np.flatnonzero(fold == 0))]
+    # after the split (the folds stay those of the files' own config_type): "Surface" and "Bulk"
+    # where the file has none, so that `--set 'config_type_weights={"Surface": 5}'` reaches the slabs
+    items = [dataclasses.replace(it, config_type=structure_group(it)) for it in items]
     cfg = TrainConfig.from_dict(cfg_overrides, where="mlearn overrides")
     runs = []
     for f, tr, te in splits:

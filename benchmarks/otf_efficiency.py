@@ -131,10 +131,21 @@ def set_dotted(cfg: dict, item: str) -> None:
         if not isinstance(d.get(k), dict):
             raise SystemExit(f"--set {item!r}: {k!r} is not a section of the demo campaign")
         d = d[k]
-    if last not in d:
+    if last not in d and last not in known_keys(path):
         raise SystemExit(f"--set {item!r}: no setting {last!r} in {'.'.join(path) or 'the campaign'} "
                          f"(has: {', '.join(d)})")
     d[last] = yaml.safe_load(value)
+
+
+def known_keys(path) -> set:
+    """The keys the campaign file allows at ``path`` (a section, or a nested one such as
+    ``selection``; a training section: the TrainConfig settings), beyond those the demo sets."""
+    from mlal.active.config import SCHEMA, CAMPAIGN_KEYS
+    from mlal.train import TrainConfig
+    section = path[-1] if path else ""
+    if section in ("training", "retraining", "final_training"):
+        return set(TrainConfig.field_names()) | set(CAMPAIGN_KEYS.get(section, ()))
+    return set(SCHEMA.get(section, {}))
 
 
 def code_hash() -> str:

@@ -126,3 +126,20 @@ def test_otf_efficiency_json_line_is_strict_json():
     out = json_safe({"fit": {"a": a, "b": np.float64(b)}, "rows": [(8, float("inf"), 0.1)], "n": 3})
     assert out == {"fit": {"a": None, "b": None}, "rows": [[8, None, 0.1]], "n": 3}
     json.loads(json.dumps(out, allow_nan=False))
+
+
+def test_otf_efficiency_set_reaches_every_campaign_key_and_names_a_wrong_one():
+    """``--set`` sets keys the demo file leaves at their defaults (``selection.sigma_select``, a
+    TrainConfig setting of ``retraining``) and rejects unknown ones."""
+    import yaml
+    from otf_efficiency import set_dotted
+    from mlal.cli.demo import DEMO_YAML
+    cfg = yaml.safe_load(DEMO_YAML)
+    for item in ("selection.sigma_select=0.12", "selection.sigma_break=0.3", "retraining.warm_start=false",
+                 "final_training.config_type_weights={random: 2}", "selection.gamma_break=3"):
+        set_dotted(cfg, item)
+    assert cfg["selection"]["sigma_select"] == 0.12 and cfg["retraining"]["warm_start"] is False
+    assert cfg["final_training"]["config_type_weights"] == {"random": 2} and cfg["selection"]["gamma_break"] == 3
+    for bad in ("selection.sigma_selct=1", "retraining.learning_rate=1", "lammps.sytem=x", "nosection.x=1"):
+        with pytest.raises(SystemExit, match=bad.split("=")[0].split(".")[0]):
+            set_dotted(cfg, bad)
