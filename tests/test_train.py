@@ -8,6 +8,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from ase_calculators import MlalCalculator
 from mlal.data.graph import collate, to_graph
 from mlal.data.io import Labelled
 from mlal.deploy import load_model
@@ -411,15 +412,34 @@ def test_config_type_weights_weigh_the_structures_of_a_type(tmp_path):
     base = dict(TINY, epochs=15, valid_fraction=0.0, stress_weight=0.0)
     graphs = [to_graph(d, {"Cu": 0}, 4.0) for d in clean]
     f_mae, models = {}, {}
-    for sign, w in ((-1, 0.0), (-1, 1.0), (1, 0.0)):           # sign -1: forces of the wrong sign
-        noisy = [dataclasses.replace(d, forces=sign * d.forces, config_type="noisy", source=f"noisy:{k}")
-                 for k, d in enumerate(other)]
+    for sign, w in ((-1, 0.0), (-1, 1.0), (1, 0.0)):     # sign -1: wrong forces, energies 5 eV/atom off
+        noisy = [dataclasses.replace(d, forces=sign * d.forces, energy=d.energy + (sign < 0) * 40.0,
+                                     config_type="noisy", source=f"noisy:{k}") for k, d in enumerate(other)]
         r = train(clean + noisy, TrainConfig(**dict(base, config_type_weights={"noisy": w})),
                   tmp_path / f"{sign}_{w}", progress=False)
         f_mae[sign, w], models[sign, w] = errors(r.model, graphs)["force_mae"], _weights(r.model)
-    # weight 0: the type's labels do not matter at all; weight 1: the wrong forces spoil the fit
+    # weight 0: the type's labels do not matter at all (nor in the reference energies); weight 1:
+    # the wrong forces spoil the fit
     assert all(torch.equal(models[-1, 0.0][k], models[1, 0.0][k]) for k in models[1, 0.0])
     assert f_mae[-1, 0.0] < 0.5 * f_mae[-1, 1.0]
+    # and a type at weight 0 is not in the γ active set: compressed cells stay extrapolative
+    squeezed = [dataclasses.replace(d, atoms=_scaled(d.atoms, 0.85), config_type="squeezed") for d in other[:4]]
+    for w, outside in ((0.0, True), (1.0, False)):
+        r = train(clean + squeezed, TrainConfig(**dict(base, epochs=1, config_type_weights={"squeezed": w})),
+                  tmp_path / f"squeezed_{w}", progress=False)
+        gammas = []
+        for d in squeezed:
+            a = d.atoms.copy()
+            a.calc = MlalCalculator(r.model_path)
+            a.get_potential_energy()
+            gammas.append(a.calc.results["gamma_max"])
+        assert (min(gammas) > 1.5) == outside and (max(gammas) <= 1 + 1e-6) == (not outside)
+
+
+def _scaled(atoms, f):
+    a = atoms.copy()
+    a.set_cell(a.cell * f, scale_atoms=True)
+    return a
 
 
 def test_config_yaml_roundtrip_and_unknown_key(tmp_path):

@@ -40,7 +40,9 @@ class TrainConfig:
     Structure weights: ``config_type_weights`` (``{config_type: weight}``, as in MACE;
     types not named weigh 1) multiply every label of a training structure of that
     ``config_type`` (``atoms.info["config_type"]``) in the loss: its energy, forces and
-    stress. Validation errors and the early-stopping score stay unweighted.
+    stress. Weight 0 leaves a type out of training altogether: also out of the fit of the
+    reference energies and of the γ active set. Validation errors and the early-stopping
+    score stay unweighted.
 
     Ensemble: each member's head has its own seed-driven initialisation; with
     ``bootstrap`` each member also sees its own bootstrap resample of the

@@ -198,6 +198,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
         model = build_model(cfg, species, cutoff=auto_cutoff(items) if cfg.cutoff == "auto" else cfg.cutoff)
     index = {s: k for k, s in enumerate(species)}
     graphs = [to_graph(it, index, model.cutoff) for it in items]
+    trained = [cfg.config_type_weights.get(it.config_type, 1.0) > 0 for it in items]   # weight 0: left out
     if state is not None and state["n_structures"] != len(graphs):
         raise ValueError(f"resume: checkpoint was trained on {state['n_structures']} structures, got {len(graphs)}")
 
@@ -208,11 +209,11 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
     train_g = [graphs[k] for k in train_idx]
     valid_g = [graphs[k] for k in valid_idx]
     if state is None and init is None:
-        fit_reference_energies(model, train_g)
+        fit_reference_energies(model, [g for g, k in zip(train_g, train_idx) if trained[k]] or train_g)
         fit_feature_normalization(model, train_g, seed=cfg.seed)
     model = model.to(dtype)
     K = model.n_members
-    boot = _structure_weights([items[k].config_type for k in train_idx], K, cfg)
+    struct_w = _structure_weights([items[k].config_type for k in train_idx], K, cfg)
 
     params = [p for p in model.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -309,7 +310,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
         timed_out = False
         for start in range(0, len(order), cfg.batch_size):
             sel = order[start:start + cfg.batch_size]
-            w = None if boot is None else torch.as_tensor(boot[:, sel])
+            w = None if struct_w is None else torch.as_tensor(struct_w[:, sel])
             member = None if cfg.force_members == "all" or K == 1 else step % K
             loss = grad_step(sel, w, member, energy_weight)
             if cfg.grad_clip and cfg.grad_clip > 0:
@@ -373,7 +374,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
     best = copy.deepcopy(model).double()
     best.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in best_state.items()})
     best.eval()
-    rebuild_active_set(best, graphs)
+    rebuild_active_set(best, [g for g, t in zip(graphs, trained) if t] or graphs)
     metrics: Dict[str, Any] = {}
     if valid_g:
         vm = errors(best, valid_g)
