@@ -406,6 +406,9 @@ def test_config_type_weights_weigh_the_structures_of_a_type(tmp_path):
     for bad in ({"b": -1.0}, {"b": "x"}, ["b"]):
         with pytest.raises(ValueError, match="config_type_weights"):
             TrainConfig(config_type_weights=bad)
+    with pytest.raises(ValueError, match="weigh every training structure 0"):
+        train(emt_structures(4), TrainConfig(**dict(TINY, config_type_weights={"": 0})), tmp_path / "none",
+              progress=False)
 
     clean = emt_structures(12, seed=3)
     other = emt_structures(12, seed=4)

@@ -207,6 +207,8 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
     else:
         train_idx, valid_idx = _split(len(graphs), cfg)
     train_g = [graphs[k] for k in train_idx]
+    if not any(trained[k] for k in train_idx):
+        raise ValueError(f"config_type_weights {cfg.config_type_weights} weigh every training structure 0")
     valid_g = [graphs[k] for k in valid_idx]
     if state is None and init is None:
         fit_reference_energies(model, [g for g, k in zip(train_g, train_idx) if trained[k]] or train_g)
