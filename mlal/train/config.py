@@ -148,6 +148,10 @@ class TrainConfig:
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
+    def type_weight(self, config_type: str) -> float:
+        """The loss weight of a structure of ``config_type`` (``config_type_weights``; 1 if not named)."""
+        return float(self.config_type_weights.get(config_type, 1.0))
+
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

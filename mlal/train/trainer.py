@@ -94,7 +94,7 @@ def _structure_weights(types: Sequence[str], K: int, cfg: TrainConfig) -> Option
         for k in range(K):
             np.add.at(w[k], rng.integers(0, n_train, n_train), 1.0)
     if cfg.config_type_weights:
-        w *= np.array([float(cfg.config_type_weights.get(t, 1.0)) for t in types])[None, :]
+        w *= np.array([cfg.type_weight(t) for t in types])[None, :]
     return None if bool((w == 1.0).all()) else w
 
 
@@ -198,7 +198,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
         model = build_model(cfg, species, cutoff=auto_cutoff(items) if cfg.cutoff == "auto" else cfg.cutoff)
     index = {s: k for k, s in enumerate(species)}
     graphs = [to_graph(it, index, model.cutoff) for it in items]
-    trained = [cfg.config_type_weights.get(it.config_type, 1.0) > 0 for it in items]   # weight 0: left out
+    trained = [cfg.type_weight(it.config_type) > 0 for it in items]   # weight 0: left out
     if state is not None and state["n_structures"] != len(graphs):
         raise ValueError(f"resume: checkpoint was trained on {state['n_structures']} structures, got {len(graphs)}")
 
