@@ -140,10 +140,10 @@ def set_dotted(cfg: dict, item: str) -> None:
 def known_keys(path) -> set:
     """The keys the campaign file allows at ``path`` (a section, or a nested one such as
     ``selection``; a training section: the TrainConfig settings), beyond those the demo sets."""
-    from mlal.active.config import SCHEMA, CAMPAIGN_KEYS
+    from mlal.active.config import SCHEMA, CAMPAIGN_KEYS, TRAINING_SECTIONS
     from mlal.train import TrainConfig
     section = path[-1] if path else ""
-    if section in ("training", "retraining", "final_training"):
+    if section in TRAINING_SECTIONS:
         return set(TrainConfig.field_names()) | set(CAMPAIGN_KEYS.get(section, ()))
     return set(SCHEMA.get(section, {}))
 

@@ -106,6 +106,7 @@ def _positive(cfg, section, key, allow_zero=False):
         raise ConfigError(f"{section + '.' if section else ''}{key}: must be {'>= 0' if allow_zero else '> 0'}, got {v}")
 
 
+TRAINING_SECTIONS = ("training", "retraining", "final_training")   # sections of TrainConfig settings
 CAMPAIGN_KEYS = {"retraining": ("warm_start",)}   # keys of a training section that are the campaign's
 
 
@@ -266,7 +267,7 @@ def load_config(source: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
             raise ConfigError(f"selection.cluster.mode: must be 'sphere' or 'periodic', got {sel['cluster']['mode']!r}")
 
     # training: checked against the trainer's TrainConfig fields when it is importable
-    for sec in ("training", "retraining", "final_training"):
+    for sec in TRAINING_SECTIONS:
         if cfg[sec] is not None:
             _check_training(trainer_settings(sec, cfg[sec]), sec)
     cfg["retraining"].setdefault("warm_start", True)
