@@ -269,6 +269,25 @@ def test_final_stage_keeps_the_first_stage_best_unless_beaten(tmp_path, data, mo
     assert res.metrics["best_epoch"] <= 4          # ... so the first stage's best is kept
 
 
+def test_early_stopping_waits_for_the_final_stage(tmp_path, data, monkeypatch):
+    """Patience that runs out in the first stage does not end the run before the final stage
+    (mlearn Mo: stopped at 77% of the run, the energy stage never came); in the stage it applies."""
+    import mlal.train.trainer as trainer
+    monkeypatch.setattr(trainer, "validation_score", lambda vm, cfg: 1.0)    # never improves
+    base = dict(TINY, epochs=12, lr_schedule="constant", patience=2, processes=1)
+    plain = train(data, TrainConfig(**base), tmp_path / "plain", progress=False)
+    assert len(_log_rows(tmp_path / "plain")) == 3 and plain.metrics["stopped"] == "early_stopping"
+    cfg = TrainConfig(**dict(base, final_energy_weight=1000.0, final_fraction=0.25))
+    res = train(data, cfg, tmp_path / "staged", progress=False)
+    rows = _log_rows(tmp_path / "staged")
+    # 9 first-stage epochs (the stage starts at 9/12 = 75%, its ramp at the first stage's weight),
+    # then the patience of 2 in the stage
+    assert len(rows) == 11 and [r["energy_weight"] for r in rows[:10]] == [cfg.energy_weight] * 10
+    assert rows[10]["energy_weight"] > cfg.energy_weight
+    assert load_checkpoint(tmp_path / "staged" / "checkpoint.pt")[2]["final_stage"] is True
+    assert res.metrics["stopped"] == "early_stopping"
+
+
 def test_killed_trainer_leaves_no_worker_processes(tmp_path):
     """``kill -9`` of the training process: its gradient workers see their pipe close and leave."""
     import os

@@ -32,7 +32,8 @@ class TrainConfig:
     ``lr_factor`` after ``lr_patience`` epochs without a better validation
     score) or ``"constant"``; ``ema_decay`` keeps an exponential moving
     average of the weights (validated, kept and exported; 0 disables);
-    early stopping after ``patience`` epochs without improvement; ``max_time``
+    early stopping after ``patience`` epochs without improvement (with a final
+    stage, only within it: the first stage's score barely weighs the energy); ``max_time``
     (s) stops and keeps the best weights. ``processes`` split each batch's
     structures over that many processes (0: one per CPU core, at most
     ``batch_size``; :mod:`mlal.train.parallel`).
