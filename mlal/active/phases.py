@@ -208,11 +208,14 @@ class Phases:
             kw["resume"] = True          # a training interrupted by a kill goes on where it was
         self.log("train_start", version=version, n_structures=len(data), init=init, **kw)
         res = train(data, tc, out, init=init, progress=False, **kw)
-        errs = force_errors(res.model_path, self._validation_items())
+        errs = force_errors(res.model_path, self._validation_items(), per_frame=final)
+        frames = errs.pop("frames", None)       # the final model's, frame by frame, for the summary
         metrics = {k: v for k, v in dict(res.metrics or {}).items() if isinstance(v, (int, float, str, bool))}
         rec = {"version": version, "model_path": str(res.model_path), "checkpoint": str(res.checkpoint),
                "n_structures": len(data), "seconds": round(time.time() - t0, 2), "validation": errs,
                "metrics": metrics, "oracle_calls": self.labelling_calls()}
+        if frames is not None:
+            rec["validation_frames"] = frames
         self.log("model", **rec)
         progress.line(f"model v{version}: {len(data)} structures, {rec['seconds']:.0f} s"
                       + (f", validation force RMSE {errs['force_rmse']:.3f} eV/Å" if errs else ""))
@@ -240,7 +243,10 @@ class Phases:
         }
         items = self._validation_items()
         if items:      # the final model frame by frame: is its error where it extrapolates (γ > 1)?
-            summary["validation_frames"] = force_errors(st["model_path"], items, per_frame=True)["frames"]
+            last = models[-1] if models else {}
+            frames = last.get("validation_frames") if last.get("model_path") == str(st["model_path"]) else None
+            summary["validation_frames"] = (frames if frames is not None
+                                            else force_errors(st["model_path"], items, per_frame=True)["frames"])
         if self.cfg["report"]:
             try:
                 summary["report"] = str(write_report(self.store, frames=summary.get("validation_frames")))
