@@ -20,9 +20,9 @@ Backends (``backend=``):
              appends configurations above ``select`` to a candidates file and
              stops the run above ``break``; Python only looks between segments of
              ``thermo_every`` steps.
-``python``   ``pair_style zero`` + ``fix external pf/callback``: forces, energy,
-             virial, γ and σ from the model in Python (serial only; no plugin
-             needed).
+``python``   ``pair_style zero`` + ``fix external pf/callback`` (``lammps_external.py``):
+             forces, energy, virial, γ and σ from the model in Python (serial
+             only; no plugin needed).
 ``auto``     ``plugin`` if ``pair_style mlal`` is known, else ``python``.
 
 For a restart after a kill, :meth:`write_restart` stores the LAMMPS state
@@ -39,6 +39,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from ase import Atoms
+
+from .lammps_external import ExternalBackend
 
 
 class DriverError(RuntimeError):
@@ -95,7 +97,7 @@ def plugin_available() -> bool:
     return plugin_path().exists()
 
 
-class LammpsDriver:
+class LammpsDriver(ExternalBackend):
     """MD in a private LAMMPS instance with an mlal model (see the module docstring).
 
     Args:
@@ -215,13 +217,7 @@ class LammpsDriver:
             self.cmd(f"pair_coeff * * {self.model_path} {' '.join(self.species)}")
             self._extrapolation_fix()
         else:
-            from ase_calculators import MlalCalculator
-            self._calc = MlalCalculator(self.model_path, uncertainty=True)
-            self.cmd(f"pair_style zero {float(self._calc.cutoff)!r} nocoeff")
-            self.cmd("pair_coeff * *")
-            self.cmd("fix mlal_ext all external pf/callback 1 1")
-            self.cmd("fix_modify mlal_ext energy yes virial yes")
-            self.lmp.set_fix_external_callback("mlal_ext", self._callback, self)
+            self._external_potential()
 
     def _extrapolation_fix(self, with_break: bool = True) -> None:
         args = f"fix mlal_x all mlal/extrapolation {self.check_every} select {self.gamma_select!r}"
@@ -286,30 +282,6 @@ class LammpsDriver:
         cell = np.array([[L[0], 0.0, 0.0], [xy, L[1], 0.0], [xz, yz, L[2]]])
         return lo, cell, np.array(periodicity, dtype=bool)
 
-    def _callback(self, caller, ntimestep, nlocal, tag, x, f):
-        try:
-            calc = self._calc
-            types = np.asarray(self.lmp.numpy.extract_atom("type"))[:nlocal]
-            lo, cell, pbc = self._box()
-            symbols = [self.species[t - 1] for t in types]
-            atoms = Atoms(symbols, positions=np.array(x[:nlocal]) - lo, cell=cell, pbc=pbc)
-            check = ntimestep % self.check_every == 0
-            calc.uncertainty = check
-            calc.results = {}
-            calc.calculate(atoms, ["energy", "forces"], ["positions"])
-            r = calc.results
-            f[:nlocal] = r["forces"]
-            self.lmp.fix_external_set_energy_global("mlal_ext", float(r["energy"]))
-            if "stress" in r:
-                s = -np.asarray(r["stress"]) * atoms.get_volume()     # virial W (eV), Voigt xx yy zz yz xz xy
-                self.lmp.fix_external_set_virial_global("mlal_ext", [s[0], s[1], s[2], s[5], s[4], s[3]])
-            if check:
-                self._last = {"step": int(ntimestep), "gamma_max": float(r["gamma_max"]),
-                              "sigma_max": float(np.max(r["sigma"])) if len(r["sigma"]) else 0.0}
-        except BaseException as exc:  # noqa: BLE001  (an exception must not vanish inside LAMMPS)
-            self._callback_error = exc
-            f[:nlocal] = 0.0
-
     # ------------------------------------------------------------------ state
     @property
     def step(self) -> int:
@@ -372,88 +344,56 @@ class LammpsDriver:
         if self.lmp is None:
             raise DriverError("call start() first")
         until = self.total_steps if until is None else min(int(until), self.total_steps)
-        candidates: List[Atoms] = []
-        t0 = time.time()
-        s0 = self.step
-        if self.backend == "plugin":
-            return self._advance_plugin(until, max_candidates, progress)
+        t0, s0 = time.time(), self.step
         try:
-            while self.step < until:
-                nxt = min(until, (self.step // self.check_every + 1) * self.check_every)
-                pre = "yes" if self._need_setup else "no"
-                try:
-                    self.cmd(f"run {nxt} upto start 0 stop {self.total_steps} pre {pre} post no")
-                except Exception as exc:
-                    raise DriverError(f"LAMMPS run failed at step {self.step}: {exc}") from None
-                self._need_setup = False
-                if self._callback_error is not None:
-                    err, self._callback_error = self._callback_error, None
-                    raise DriverError(f"the mlal model failed at step {self.step}: "
-                                      f"{type(err).__name__}: {err}") from err
-                if self.step % self.check_every:
-                    continue
-                row = self._measure()
-                if self.step % self.thermo_every == 0 or row["gamma_max"] > self.gamma_break:
-                    self.thermo_rows.append(row)
-                if progress is not None:
-                    progress(row)
-                g, s = row["gamma_max"], row["sigma_max"]
-                sel = g > self.gamma_select or (self.sigma_select is not None and s > self.sigma_select)
-                brk = g > self.gamma_break or (self.sigma_break is not None and s > self.sigma_break)
-                brk = brk and self.step > self.skip_break_until
-                if sel or brk:
-                    candidates.append(self.snapshot())
-                if brk:
-                    return Pause("break", self.step, g, s, candidates)
-                if max_candidates is not None and len(candidates) >= max_candidates:
-                    return Pause("candidates", self.step, g, s, candidates)
-            reason = "done" if self.step >= self.total_steps else "until"
-            return Pause(reason, self.step, self._last["gamma_max"], self._last["sigma_max"], candidates)
+            run = self._advance_plugin if self.backend == "plugin" else self._advance_external
+            return run(until, max_candidates, progress)
         finally:
             self.timings["md_seconds"] += time.time() - t0
             self.timings["steps"] += self.step - s0
 
+    def _run_to(self, step: int) -> None:
+        """``run`` up to ``step`` as part of the whole requested run (set-up only when needed)."""
+        pre = "yes" if self._need_setup else "no"
+        try:
+            self.cmd(f"run {step} upto start 0 stop {self.total_steps} pre {pre} post no")
+        except Exception as exc:
+            raise DriverError(f"LAMMPS run failed at step {self.step}: {exc}") from None
+        self._need_setup = False
+
+    def _end(self, candidates: List[Atoms]) -> Pause:
+        reason = "done" if self.step >= self.total_steps else "until"
+        return Pause(reason, self.step, self._last["gamma_max"], self._last["sigma_max"], candidates)
+
     def _advance_plugin(self, until: int, max_candidates: Optional[int], progress) -> Pause:
         candidates: List[Atoms] = []
-        t0 = time.time()
-        s0 = self.step
-        try:
-            while self.step < until:
-                want_break = self.step >= self.skip_break_until
-                if want_break != getattr(self, "_fix_breaks", True):
-                    self.cmd("unfix mlal_x")
-                    self._extrapolation_fix(with_break=want_break)
-                    self._need_setup = True
-                seg = self.thermo_every
-                if not want_break:
-                    seg = min(seg, max(self.check_every, self.skip_break_until - self.step))
-                nxt = min(until, (self.step // seg + 1) * seg)
-                if not want_break:
-                    nxt = min(nxt, max(self.skip_break_until, self.step + 1))
-                pre = "yes" if self._need_setup else "no"
-                try:
-                    self.cmd(f"run {nxt} upto start 0 stop {self.total_steps} pre {pre} post no")
-                except Exception as exc:
-                    raise DriverError(f"LAMMPS run failed at step {self.step}: {exc}") from None
-                self._need_setup = False
-                row = self._measure()
-                candidates += self.read_candidates()
-                n_cand = len(candidates) if self.comm is None else self.comm.bcast(len(candidates), root=0)
-                brk = bool(row.pop("stopped")) and want_break
-                if brk or self.step % self.thermo_every == 0 or self.step >= until:
-                    self.thermo_rows.append(row)
-                if progress is not None:
-                    progress(row)
-                if brk:
-                    self._need_setup = True     # next run re-initialises the fix (clears its stop flag)
-                    return Pause("break", self.step, row["gamma_max"], row["sigma_max"], candidates)
-                if max_candidates is not None and n_cand >= max_candidates:
-                    return Pause("candidates", self.step, row["gamma_max"], row["sigma_max"], candidates)
-            reason = "done" if self.step >= self.total_steps else "until"
-            return Pause(reason, self.step, self._last["gamma_max"], self._last["sigma_max"], candidates)
-        finally:
-            self.timings["md_seconds"] += time.time() - t0
-            self.timings["steps"] += self.step - s0
+        while self.step < until:
+            want_break = self.step >= self.skip_break_until
+            if want_break != self._fix_breaks:
+                self.cmd("unfix mlal_x")
+                self._extrapolation_fix(with_break=want_break)
+                self._need_setup = True
+            seg = self.thermo_every
+            if not want_break:
+                seg = min(seg, max(self.check_every, self.skip_break_until - self.step))
+            nxt = min(until, (self.step // seg + 1) * seg)
+            if not want_break:
+                nxt = min(nxt, max(self.skip_break_until, self.step + 1))
+            self._run_to(nxt)
+            row = self._measure()
+            candidates += self.read_candidates()
+            n_cand = len(candidates) if self.comm is None else self.comm.bcast(len(candidates), root=0)
+            brk = bool(row.pop("stopped")) and want_break
+            if brk or self.step % self.thermo_every == 0 or self.step >= until:
+                self.thermo_rows.append(row)
+            if progress is not None:
+                progress(row)
+            if brk:
+                self._need_setup = True     # next run re-initialises the fix (clears its stop flag)
+                return Pause("break", self.step, row["gamma_max"], row["sigma_max"], candidates)
+            if max_candidates is not None and n_cand >= max_candidates:
+                return Pause("candidates", self.step, row["gamma_max"], row["sigma_max"], candidates)
+        return self._end(candidates)
 
     def take_thermo(self) -> List[Dict[str, Any]]:
         """The trajectory rows since the last call, each with its ``pass``."""
