@@ -101,9 +101,12 @@ def structure_group(item) -> str:
 
 def group_errors(p: dict, items) -> dict:
     """Energy (meV/atom) and force (eV/Å) MAE of the test structures per :func:`structure_group`,
-    and the structure with the largest energy error: one outlier decides a small test set's MAE.
+    the structure with the largest energy error (one outlier decides a small test set's MAE), and
+    each structure's errors (``structures``: group, atoms, reference energy in eV/atom, energy
+    error predicted − reference in meV/atom, force MAE in eV/Å).
     ``p``: :func:`mlal.evaluate.predict_structures` of ``items``."""
-    e = np.abs(p["energy"] - p["energy_ref"]) * 1000.0
+    signed = (p["energy"] - p["energy_ref"]) * 1000.0
+    e = np.abs(signed)
     f = np.abs(p["forces"] - p["forces_ref"]).mean(axis=1)
     of_atom = np.repeat(np.arange(len(items)), p["n_atoms"])
     names = [structure_group(it) for it in items]
@@ -114,8 +117,12 @@ def group_errors(p: dict, items) -> dict:
                      "force_mae": float(f[sel[of_atom]].mean())}
     k = int(np.nanargmax(e))
     worst = {"index": k, "group": names[k], "n_atoms": int(p["n_atoms"][k]), "energy_error": float(e[k]),
+             "predicted_minus_reference": float(signed[k]),
              "test_mae_without": float(np.nanmean(np.delete(e, k)))}
-    return {"groups": groups, "worst": worst}
+    structures = [{"group": names[n], "n_atoms": int(p["n_atoms"][n]), "energy_ref": float(p["energy_ref"][n]),
+                   "energy_error": float(signed[n]), "force_mae": float(f[of_atom == n].mean())}
+                  for n in range(len(items))]
+    return {"groups": groups, "worst": worst, "structures": structures}
 
 
 def run_element(el: str, args, cfg_overrides) -> dict:
@@ -161,8 +168,9 @@ def run_element(el: str, args, cfg_overrides) -> dict:
         w = m["worst"]
         print("    by group: " + ", ".join(f"{g} {v['energy_mae']:.2f} meV/atom {v['force_mae']:.4f} eV/Å "
                                           f"({v['n']})" for g, v in m["groups"].items())
-              + f"; worst: {w['group']} structure of {w['n_atoms']} atoms, {w['energy_error']:.2f} meV/atom "
-              f"(MAE without it {w['test_mae_without']:.3f})", flush=True)
+              + f"; worst: {w['group']} structure of {w['n_atoms']} atoms, predicted "
+              f"{w['predicted_minus_reference']:+.2f} meV/atom off (MAE without it {w['test_mae_without']:.3f})",
+              flush=True)
         if f == 0:
             dest = Path(args.models) / el
             dest.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,25 @@ def test_stratified_folds_spread_every_group_over_the_folds():
         assert counts.max() - counts.min() <= 1
 
 
+def test_group_errors_keep_the_sign_of_each_structure_error():
+    from mlearn import group_errors
+    cells = [bulk("Mo", "bcc", 3.16, cubic=True), bulk("Mo", "bcc", 3.16, cubic=True).repeat(2)]
+    items = [_item(cells[0], "Elastic"), _item(cells[1], "AIMD-NVT")]
+    f_ref = np.zeros((18, 3))
+    f_pred = f_ref.copy()
+    f_pred[2:] = 0.3                                                   # the 16-atom cell's forces off by 0.3
+    p = {"energy": np.array([-10.001, -10.020]), "energy_ref": np.array([-10.0, -10.0]),
+         "forces": f_pred, "forces_ref": f_ref, "n_atoms": np.array([2, 16])}
+    out = group_errors(p, items)
+    assert out["worst"]["group"] == "AIMD-NVT"
+    assert out["worst"]["energy_error"] == pytest.approx(20.0)                 # |error|, meV/atom
+    assert out["worst"]["predicted_minus_reference"] == pytest.approx(-20.0)   # too low
+    assert out["worst"]["test_mae_without"] == pytest.approx(1.0)
+    assert [s["energy_error"] for s in out["structures"]] == pytest.approx([-1.0, -20.0])
+    assert [s["force_mae"] for s in out["structures"]] == pytest.approx([0.0, 0.3])
+    assert out["groups"]["AIMD-NVT"] == {"n": 1, "energy_mae": pytest.approx(20.0), "force_mae": pytest.approx(0.3)}
+
+
 def test_surface_fit_counts_the_broken_bonds_of_each_facet():
     from surface_fit import NN_SHELL, coordination, nearest
     r = NN_SHELL * float(np.median(nearest(bulk("Ni", "fcc", 3.52, cubic=True))))
