@@ -274,7 +274,7 @@ class LammpsDriver(ExternalBackend):
             self._calc = MlalCalculator(self.model_path, uncertainty=True)
         self._need_setup = True
 
-    # ------------------------------------------------------------------ python backend
+    # ------------------------------------------------------------------ box
     def _box(self):
         boxlo, boxhi, xy, yz, xz, periodicity, _ = self.lmp.extract_box()
         lo = np.array(boxlo)
