@@ -17,12 +17,10 @@ from ase import Atoms
 class ExternalBackend:
     """Mixin for ``LammpsDriver``: the methods of its ``python`` backend.
 
-    Uses the driver's ``lmp``, ``species``, ``model_path``, ``check_every``, ``_box()``,
-    ``_run_to()``, ``_measure()``, ``snapshot()`` and ``_end()``.
+    Uses the driver's ``lmp``, ``species``, ``model_path``, ``check_every``, ``_calc`` and
+    ``_callback_error`` (both set in its ``__init__``), ``_box()``, ``_run_to()``, ``_measure()``,
+    ``snapshot()`` and ``_end()``.
     """
-
-    _calc = None
-    _callback_error: Optional[BaseException] = None
 
     def _external_potential(self) -> None:
         from ase_calculators import MlalCalculator
