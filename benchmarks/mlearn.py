@@ -186,7 +186,10 @@ def run_element(el: str, args, cfg_overrides) -> dict:
                "sigma_error_spearman": mean("sigma_error_spearman"),
                "epochs": mean("epochs"), "n_splits": len(runs), "n_train": runs[0]["n_train"],
                "n_test": runs[0]["n_test"], "published_energy_gap_mtp": pub["energy"],
-               "published_force_gap_mtp": pub["force"], "config": cfg.to_dict(), "runs": runs}
+               "published_force_gap_mtp": pub["force"], "stress": args.stress,
+               "split": {"folds": args.folds if args.folds > 1 else None, "seed": args.seed,
+                         "holdout": None if args.folds > 1 else args.holdout},
+               "config": cfg.to_dict(), "runs": runs}
     summary["meets_energy"] = summary["energy_mae"] <= max(pub["energy"])
     summary["meets_force"] = summary["force_mae"] <= max(pub["force"]) + 0.005
     return summary

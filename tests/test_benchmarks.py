@@ -162,3 +162,43 @@ def test_otf_efficiency_set_reaches_every_campaign_key_and_names_a_wrong_one():
     for bad in ("selection.sigma_selct=1", "retraining.learning_rate=1", "lammps.sytem=x", "nosection.x=1"):
         with pytest.raises(SystemExit, match=bad.split("=")[0].split(".")[0]):
             set_dotted(cfg, bad)
+
+
+def _cv_file(path, element, folds, energies, config=None, split=None, stress=None):
+    import json
+    runs = [{"fold": f, "energy_mae": e, "force_mae": 0.01 * e, "stress_mae": None, "epochs": 100}
+            for f, e in zip(folds, energies)]
+    result = {"element": element, "config": config or {}, "runs": runs}
+    if split is not None:
+        result["split"] = split
+    if stress is not None:
+        result["stress"] = stress
+    path.write_text(json.dumps({"benchmark": "mlearn", "results": [result]}))
+    return str(path)
+
+
+def test_mlearn_cv_gathers_folds_from_several_files_and_rejects_what_is_not_the_default_cv(tmp_path):
+    from mlearn_cv import gather, summarise
+    from mlal.train import TrainConfig
+    defaults = TrainConfig().to_dict()
+    a = _cv_file(tmp_path / "a.json", "Ni", [0, 1], [0.3, 0.5])
+    b = _cv_file(tmp_path / "b.json", "Ni", [3], [0.7], config={"processes": 1, "max_time": defaults["max_time"]},
+                 split={"folds": 10, "seed": 0, "holdout": None})
+    table = gather([a, b], defaults)
+    s = summarise("Ni", table["Ni"], 10)
+    assert s["folds"] == [0, 1, 3] and s["missing"] == [2, 4, 5, 6, 7, 8, 9]
+    assert s["energy_mae"] == pytest.approx(0.5) and s["force_mae"] == pytest.approx(0.005)
+    assert s["meets_energy"] is False and s["meets_force"] is True and s["folds_meeting_energy"] == 1
+    assert table["Ni"][3]["source"] == b
+    with pytest.raises(SystemExit, match="fold 1 is in both"):
+        gather([a, _cv_file(tmp_path / "c.json", "Ni", [1], [0.4])], defaults)
+    with pytest.raises(SystemExit, match="max_time=60"):
+        gather([_cv_file(tmp_path / "d.json", "Ni", [2], [0.4], config={"max_time": 60.0})], defaults)
+    other_split = _cv_file(tmp_path / "e.json", "Ni", [2], [0.4], split={"folds": None, "seed": 0, "holdout": 0.2})
+    with pytest.raises(SystemExit, match="split into 5 folds"):
+        gather([other_split], defaults)
+    with pytest.raises(SystemExit, match="as-is"):
+        gather([_cv_file(tmp_path / "f.json", "Ni", [2], [0.4], stress="as-is")], defaults)
+    assert gather([f"{a}#0"], defaults)["Ni"][0]["source"] == f"{a}#0"
+    with pytest.raises(SystemExit, match="no result #1"):
+        gather([f"{a}#1"], defaults)
