@@ -90,6 +90,11 @@ def stratified_folds(items, k: int, seed: int):
     return fold
 
 
+def holdout_folds(holdout: float) -> int:
+    """The number of folds whose fold 0 is a hold-out of ``holdout`` (0.1: 10 folds)."""
+    return max(2, int(round(1.0 / holdout)))
+
+
 def structure_group(item) -> str:
     """The structure's ``config_type``; where the file has none (the Ni and Cu sets), "Surface"
     for a cell with a vacuum gap of 5 Å or more along one of its axes, else "Bulk"."""
@@ -145,7 +150,7 @@ def run_element(el: str, args, cfg_overrides) -> dict:
         chosen = args.only_folds if args.only_folds else range(args.folds)
         splits = [(f, np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in chosen]
     else:
-        k = max(2, int(round(1.0 / args.holdout)))
+        k = holdout_folds(args.holdout)
         fold = stratified_folds(items, k, args.seed)
         splits = [(0, np.flatnonzero(fold != 0), np.flatnonzero(fold == 0))]
     # after the split (the folds stay those of the files' own config_type): "Surface" and "Bulk"

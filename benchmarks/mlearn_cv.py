@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mlearn import PUBLISHED, meets_targets  # noqa: E402
+from mlearn import PUBLISHED, holdout_folds, meets_targets  # noqa: E402
 
 IGNORED_SETTINGS = {"processes"}   # how a batch is spread over cores, not what is trained
 
@@ -68,7 +68,7 @@ def gather(paths: List[str], defaults: Optional[dict] = None, k: int = 10,
         for r in _results_of(path):
             split = r.get("split")
             if split is not None:
-                kk = split["folds"] or max(2, int(round(1.0 / split["holdout"])))
+                kk = split["folds"] or holdout_folds(split["holdout"])
                 if (kk, split["seed"]) != (k, seed):
                     raise SystemExit(f"{path}: {r['element']} was split into {kk} folds with seed "
                                      f"{split['seed']}, not {k} with seed {seed}")
@@ -76,7 +76,7 @@ def gather(paths: List[str], defaults: Optional[dict] = None, k: int = 10,
                 changed = settings_changed(r["config"], defaults)
                 if changed:
                     raise SystemExit(f"{path}: {r['element']} was not trained with the defaults: "
-                                     + ", ".join(f"{k}={v!r} (default {d!r})" for k, (v, d) in changed.items()))
+                                     + ", ".join(f"{name}={v!r} (default {d!r})" for name, (v, d) in changed.items()))
             for run in r["runs"]:
                 f = int(run.get("fold") or 0)
                 seen = folds.setdefault(r["element"], {})

@@ -31,13 +31,13 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from mlearn import DATA, ELEMENTS, stratified_folds  # noqa: E402
+from mlearn import DATA, ELEMENTS, holdout_folds, stratified_folds  # noqa: E402
 
 
 def holdout(el: str, fraction: float = 0.1, seed: int = 0):
     from mlal.data.io import read_structures
     items = read_structures(DATA / el / "train.xyz")
-    fold = stratified_folds(items, max(2, int(round(1.0 / fraction))), seed)
+    fold = stratified_folds(items, holdout_folds(fraction), seed)
     return [items[i] for i in np.flatnonzero(fold == 0)]
 
 

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from mlearn import DATA, ELEMENTS, stratified_folds, structure_group  # noqa: E402
+from mlearn import DATA, ELEMENTS, holdout_folds, stratified_folds, structure_group  # noqa: E402
 from snap_accuracy import snap_calculator  # noqa: E402
 
 NN_SHELL = 1.15   # coordination: neighbours within 1.15 × the bulk cells' median nearest distance
@@ -66,7 +66,7 @@ def surface_table(el: str, model: Path, holdout: float = 0.1, seed: int = 0) -> 
     from mlal.data.io import read_structures
     from mlal.evaluate import predict_structures
     items = read_structures(DATA / el / "train.xyz")
-    test = stratified_folds(items, max(2, int(round(1.0 / holdout))), seed) == 0
+    test = stratified_folds(items, holdout_folds(holdout), seed) == 0
     groups = np.array([structure_group(it) for it in items])
     ref = np.array([it.energy / len(it.atoms) for it in items])
     d_snap = (snap_energies(el, items) - ref) * 1000.0
