@@ -29,13 +29,14 @@ def alloy_model(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def alloy_rank4_model(tmp_path_factory):
-    """Path of a 3-member, float64, three-element (Cu, Ni, Au) model with rank-4 moments (5 channel counts)."""
+    """Path of a 3-member, float64, three-element (Cu, Ni, Au) model with rank-4 moments (5 channel counts)
+    and a second, residual shared layer."""
     from mlal.testing import random_model
     return random_model(tmp_path_factory.mktemp("models") / "cuniau_rank4.pt", species=["Cu", "Ni", "Au"],
-                        n_members=3, seed=4, channels=(6, 4, 4, 3, 3))
+                        n_members=3, seed=4, channels=(6, 4, 4, 3, 3), latent_layers=2)
 
 
 @pytest.fixture(params=["rank3", "rank4"])
 def physics_model(request):
-    """The three-element model with moments of rank 0..3, then one with ranks 0..4."""
+    """The three-element model with moments of rank 0..3, then one with ranks 0..4 and two shared layers."""
     return request.getfixturevalue("alloy_model" if request.param == "rank3" else "alloy_rank4_model")

@@ -50,6 +50,32 @@ def test_torchscript_equals_eager(eager):
         assert float((a[k] - b[k]).abs().max()) <= 1e-10 * scale, k
 
 
+def test_residual_latent_layers_export_reload_and_old_files(eager, tmp_path):
+    """A model with two shared layers scripts and reloads exactly; a state without them still loads."""
+    from mlal.train.checkpoint import model_from_init, model_from_state
+    model, _, structs = eager
+    deep = EnsembleModel(["Cu", "Ni"], n_members=4, seed=7, latent_layers=3).double()
+    graphs = [to_graph(Labelled(a, None, None, None, "t"), {"Cu": 0, "Ni": 1}, deep.cutoff) for a in structs]
+    fit_feature_normalization(deep, graphs)
+    rebuild_active_set(deep, graphs)
+    assert tuple(deep.deep_weight.shape) == (2, deep.latent_dim, deep.latent_dim)
+    path = export_model(deep, tmp_path / "deep.pt")
+    args = _inputs(example_structures(["Cu", "Ni"], 1, seed=99)[0], deep)
+    a = deep(*args, True)
+    for other in (load_model(path), model_from_init(path)):
+        b = other(*args, True)
+        for k in a:
+            assert float((a[k] - b[k]).abs().max()) <= 1e-10 * (float(a[k].abs().max()) or 1.0), k
+    shallow = model(*args, True)
+    assert float((a["atom_energy"] - shallow["atom_energy"]).abs().max()) > 1e-6, "the residual layers change nothing"
+    old = {k: v for k, v in model.state_dict().items() if not k.startswith("deep_")}   # a file from before them
+    hp = {k: v for k, v in model.hyperparameters.items() if k != "latent_layers"}
+    again = model_from_state(hp, old)(*args, True)
+    assert float((again["atom_energy"] - shallow["atom_energy"]).abs().max()) <= 1e-12
+    with pytest.raises(ValueError, match="latent_layers"):
+        EnsembleModel(["Cu"], latent_layers=0)
+
+
 def test_mean_and_sigma_match_separate_members(eager, tmp_path):
     model, path, _ = eager
     atoms = example_structures(["Cu", "Ni"], 1, seed=42)[0]

@@ -66,6 +66,8 @@ class EnsembleModel(nn.Module):
             contractions ``M4_a :: M4_b``).
         latent: width of the shared latent layer (γ features).
         hidden: width of each member's hidden layer.
+        latent_layers: shared layers of width ``latent`` (≥ 1); each one after the first is
+            residual, ``h ← h + silu(h W_l + b_l)``, and γ uses the last.
     """
 
     format_name: str
@@ -87,12 +89,15 @@ class EnsembleModel(nn.Module):
         latent: int = 48,
         hidden: int = 32,
         seed: int = 0,
+        latent_layers: int = 1,
     ) -> None:
         super().__init__()
         if n_members < 1:
             raise ValueError(f"n_members must be >= 1, got {n_members}")
         if len(set(species)) != len(species) or not species:
             raise ValueError(f"species must be a non-empty list of distinct symbols, got {species}")
+        if latent_layers < 1:
+            raise ValueError(f"latent_layers must be >= 1, got {latent_layers}")
         self.format_name = "mlal-ensemble"
         self.format_version = 1
         self.species = list(species)
@@ -115,6 +120,7 @@ class EnsembleModel(nn.Module):
             "species": list(species), "cutoff": float(cutoff), "n_members": int(n_members),
             "n_basis": int(n_basis), "channels": [int(c) for c in channels],
             "latent": int(latent), "hidden": int(hidden), "seed": int(seed),
+            "latent_layers": int(latent_layers),
         }
 
         r1, c1 = _triu(self.c1)
@@ -158,6 +164,9 @@ class EnsembleModel(nn.Module):
         self.register_buffer("feature_std", torch.ones(F))
         self.latent_weight = nn.Parameter(torch.randn(F, H, generator=gen) / math.sqrt(F))
         self.latent_bias = nn.Parameter(torch.zeros(S, H))
+        L = int(latent_layers) - 1   # residual shared layers after the first (0: none)
+        self.deep_weight = nn.Parameter(torch.randn(L, H, H, generator=gen) / math.sqrt(H))
+        self.deep_bias = nn.Parameter(torch.zeros(L, H))
         # Members: one hidden layer each, batched over K.
         self.head_w1 = nn.Parameter(torch.randn(K, H, Hd, generator=gen) / math.sqrt(H))
         self.head_b1 = nn.Parameter(torch.zeros(K, 1, Hd))
@@ -283,7 +292,10 @@ class EnsembleModel(nn.Module):
         """``h_i`` from the centre atoms' moment tensors (:meth:`moments` or ``mix(Q)``)."""
         feats = (self.invariants(m) - self.feature_mean) / self.feature_std
         s = species[:feats.shape[0]]
-        return torch.nn.functional.silu(feats @ self.latent_weight + self.latent_bias[s])
+        h = torch.nn.functional.silu(feats @ self.latent_weight + self.latent_bias[s])
+        for layer in range(self.deep_weight.shape[0]):
+            h = h + torch.nn.functional.silu(h @ self.deep_weight[layer] + self.deep_bias[layer])
+        return h
 
     def member_energies(self, species: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Per-member atomic energies ``[K, n]`` in eV, reference energies included."""

@@ -32,7 +32,8 @@ def build_model(cfg: TrainConfig, species: List[str], cutoff: Optional[float] = 
             raise ValueError("cutoff 'auto' is resolved from the data: pass cutoff=")
         cutoff = cfg.cutoff
     model = EnsembleModel(list(species), cutoff=cutoff, n_members=cfg.n_members, n_basis=cfg.n_basis,
-                          channels=tuple(cfg.channels), latent=cfg.latent, hidden=cfg.hidden, seed=cfg.seed)
+                          channels=tuple(cfg.channels), latent=cfg.latent, hidden=cfg.hidden, seed=cfg.seed,
+                          latent_layers=cfg.latent_layers)
     H, Hd = model.latent_dim, model.hidden_dim
     with torch.no_grad():
         for k in range(model.n_members):
@@ -73,10 +74,12 @@ def model_from_state(hp: Dict[str, Any], state_dict: Dict[str, torch.Tensor]) ->
     """Eager float64 ensemble with hyperparameters ``hp`` and the weights of ``state_dict``."""
     model = EnsembleModel(hp["species"], cutoff=hp["cutoff"], n_members=hp["n_members"], n_basis=hp["n_basis"],
                           channels=tuple(hp["channels"]), latent=hp["latent"], hidden=hp["hidden"],
-                          seed=hp.get("seed", 0)).double()
-    wanted = model.state_dict().keys()     # files may also hold index constants (TorchScript keeps all buffers)
-    model.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in state_dict.items()
-                           if k in wanted})
+                          seed=hp.get("seed", 0), latent_layers=hp.get("latent_layers", 1)).double()
+    wanted = model.state_dict()     # files may also hold index constants (TorchScript keeps all buffers)
+    state = {k: v.double() if v.is_floating_point() else v for k, v in state_dict.items() if k in wanted}
+    # files from before latent_layers lack its (then empty) residual layers
+    state.update({k: v for k, v in wanted.items() if k not in state and v.numel() == 0})
+    model.load_state_dict(state)
     return model
 
 

@@ -25,7 +25,7 @@ class TrainConfig:
     Model: ``species`` (empty = inferred from the data, ordered by atomic
     number), ``cutoff`` (Å; ``"auto"``: from the data's atomic density,
     :func:`mlal.train.prepare.auto_cutoff`), ``n_members`` (K), ``n_basis``, ``channels``,
-    ``latent``, ``hidden`` (see :class:`mlal.nn.model.EnsembleModel`).
+    ``latent``, ``hidden``, ``latent_layers`` (see :class:`mlal.nn.model.EnsembleModel`).
 
     Optimisation: Adam with ``lr``; ``lr_schedule`` ``"cosine"`` (over
     ``epochs``, down to ``lr * lr_min_factor``), ``"plateau"`` (multiply by
@@ -74,6 +74,7 @@ class TrainConfig:
     channels: List[int] = field(default_factory=lambda: [16, 8, 8, 4])
     latent: int = 64
     hidden: int = 64
+    latent_layers: int = 1
     epochs: int = 1000
     batch_size: int = 4
     lr: float = 3e-3
@@ -132,7 +133,7 @@ class TrainConfig:
                 raise ValueError(f"config_type_weights[{key!r}] must be a number >= 0, got {w!r}")
         if self.processes < 0:
             raise ValueError(f"processes must be >= 0 (0: one per CPU core), got {self.processes}")
-        for name in ("n_members", "n_basis", "latent", "hidden", "batch_size"):
+        for name in ("n_members", "n_basis", "latent", "hidden", "latent_layers", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.epochs < 0:
