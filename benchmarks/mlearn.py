@@ -137,6 +137,30 @@ def group_errors(p: dict, items) -> dict:
     return {"groups": groups, "worst": worst, "structures": structures}
 
 
+ENERGY_BINS = (0.4, 1.0)   # eV/atom above the data's lowest: near equilibrium, warm, hot
+
+
+def energy_bins(p: dict, lowest: float) -> dict:
+    """Energy (meV/atom) and force (eV/Å) MAE by the reference energy above ``lowest`` (eV/atom,
+    the element's lowest over all its structures): below 0.4, 0.4–1.0 and from 1.0 eV/atom on
+    (the high-temperature AIMD frames). Scored on the training part and on the test part, it
+    says whether a model underfits a kind of structure or fails to generalise to it.
+    ``p``: :func:`mlal.evaluate.predict_structures`."""
+    e = np.abs(p["energy"] - p["energy_ref"]) * 1000.0
+    f = np.abs(p["forces"] - p["forces_ref"]).mean(axis=1)
+    above = np.asarray(p["energy_ref"]) - lowest
+    which = np.searchsorted(ENERGY_BINS, above, side="right")           # 0, 1, 2
+    of_atom = np.repeat(np.arange(len(e)), p["n_atoms"])
+    names = [f"< {ENERGY_BINS[0]}", f"{ENERGY_BINS[0]}-{ENERGY_BINS[1]}", f">= {ENERGY_BINS[1]}"]
+    out = {}
+    for b, name in enumerate(names):
+        sel = which == b
+        if sel.any():
+            out[name] = {"n": int(sel.sum()), "energy_mae": float(np.nanmean(e[sel])),
+                         "force_mae": float(f[sel[of_atom]].mean())}
+    return out
+
+
 def run_element(el: str, args, cfg_overrides) -> dict:
     import torch
     from mlal.data.io import read_structures
@@ -145,6 +169,7 @@ def run_element(el: str, args, cfg_overrides) -> dict:
 
     torch.set_num_threads(args.threads)
     items = correct_stress(el, read_structures(DATA / el / "train.xyz"), args.stress)
+    lowest = min(it.energy / len(it.atoms) for it in items)
     if args.folds and args.folds > 1:
         fold = stratified_folds(items, args.folds, args.seed)
         chosen = args.only_folds if args.only_folds else range(args.folds)
@@ -171,6 +196,8 @@ def run_element(el: str, args, cfg_overrides) -> dict:
                   "n_train": len(tr), "n_test": len(te), "valid_energy_mae": res.metrics["energy_mae"],
                   "valid_force_mae": res.metrics["force_mae"]})
         m.update(group_errors(p, test))
+        p_train = predict_structures(res.model_path, [items[i] for i in tr], uncertainty=False)
+        m["fit"] = {"train": energy_bins(p_train, lowest), "test": energy_bins(p, lowest)}
         runs.append(m)
         print(f"{el} split {f}: test energy MAE {m['energy_mae']:.3f} meV/atom, force MAE "
               f"{m['force_mae']:.4f} eV/Å, stress MAE "
@@ -183,6 +210,10 @@ def run_element(el: str, args, cfg_overrides) -> dict:
               + f"; worst: {w['group']} structure of {w['n_atoms']} atoms, predicted "
               f"{w['predicted_minus_reference']:+.2f} meV/atom off (MAE without it {w['test_mae_without']:.3f})",
               flush=True)
+        print("    train / test by eV/atom above the lowest: " + ", ".join(
+            f"{b} E {v['energy_mae']:.2f} / {m['fit']['test'].get(b, {}).get('energy_mae', float('nan')):.2f}"
+            f" F {v['force_mae']:.4f} / {m['fit']['test'].get(b, {}).get('force_mae', float('nan')):.4f} ({v['n']})"
+            for b, v in m["fit"]["train"].items()), flush=True)
         if f == 0:
             dest = Path(args.models) / el
             dest.mkdir(parents=True, exist_ok=True)

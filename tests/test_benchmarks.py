@@ -54,6 +54,21 @@ def test_group_errors_keep_the_sign_of_each_structure_error():
     assert out["groups"]["AIMD-NVT"] == {"n": 1, "energy_mae": pytest.approx(20.0), "force_mae": pytest.approx(0.3)}
 
 
+def test_energy_bins_split_by_energy_above_the_lowest():
+    from mlearn import energy_bins
+    p = {"energy": np.array([-10.001, -9.30, -8.95, -8.99]), "energy_ref": np.array([-10.0, -9.3, -9.0, -9.0]),
+         "forces": np.r_[np.zeros((2, 3)), np.full((3, 3), 0.1), np.full((4, 3), 0.5), np.ones((1, 3))],
+         "forces_ref": np.zeros((10, 3)), "n_atoms": np.array([2, 3, 4, 1])}
+    out = energy_bins(p, lowest=-10.0)
+    assert set(out) == {"< 0.4", "0.4-1.0", ">= 1.0"}
+    assert out["< 0.4"] == {"n": 1, "energy_mae": pytest.approx(1.0), "force_mae": pytest.approx(0.0)}
+    assert out["0.4-1.0"] == {"n": 1, "energy_mae": pytest.approx(0.0), "force_mae": pytest.approx(0.1)}
+    # the two structures exactly 1.0 eV/atom up: per-atom force MAE over their 5 atoms
+    assert out[">= 1.0"] == {"n": 2, "energy_mae": pytest.approx(30.0), "force_mae": pytest.approx((4 * 0.5 + 1) / 5)}
+    assert set(energy_bins({k: v[:1] if k != "forces" and k != "forces_ref" else v[:2] for k, v in p.items()},
+                           lowest=-10.0)) == {"< 0.4"}
+
+
 def test_surface_fit_counts_the_broken_bonds_of_each_facet():
     from surface_fit import NN_SHELL, coordination, nearest
     r = NN_SHELL * float(np.median(nearest(bulk("Ni", "fcc", 3.52, cubic=True))))
