@@ -69,6 +69,20 @@ def test_energy_bins_split_by_energy_above_the_lowest():
                            lowest=-10.0)) == {"< 0.4"}
 
 
+def test_model_average_cancels_opposite_errors_and_scores_the_hot_structures_apart():
+    from model_average import averaged, errors
+    ref = {"energy_ref": np.array([-10.0, -9.0]), "forces_ref": np.zeros((3, 3)), "n_atoms": np.array([1, 2])}
+    up = dict(ref, energy=np.array([-9.999, -8.990]), forces=np.full((3, 3), 0.2), stress=None)
+    down = dict(ref, energy=np.array([-10.001, -9.010]), forces=np.full((3, 3), -0.2), stress=None)
+    hot = np.array([False, True])
+    alone = errors(up, hot)
+    assert alone["energy_mae"] == pytest.approx(5.5) and alone["force_mae"] == pytest.approx(0.2)
+    assert alone["hot_energy_mae"] == pytest.approx(10.0) and alone["hot_force_mae"] == pytest.approx(0.2)
+    both = errors(averaged([up, down, up], [0, 1]), hot)
+    assert both["energy_mae"] == pytest.approx(0.0, abs=1e-9) and both["force_mae"] == pytest.approx(0.0)
+    assert "hot_force_mae" not in errors(up, np.array([False, False]))
+
+
 def test_surface_fit_counts_the_broken_bonds_of_each_facet():
     from surface_fit import NN_SHELL, coordination, nearest
     r = NN_SHELL * float(np.median(nearest(bulk("Ni", "fcc", 3.52, cubic=True))))
