@@ -164,9 +164,13 @@ class EnsembleModel(nn.Module):
         self.register_buffer("feature_std", torch.ones(F))
         self.latent_weight = nn.Parameter(torch.randn(F, H, generator=gen) / math.sqrt(F))
         self.latent_bias = nn.Parameter(torch.zeros(S, H))
-        L = int(latent_layers) - 1   # residual shared layers after the first (0: none)
-        self.deep_weight = nn.Parameter(torch.randn(L, H, H, generator=gen) / math.sqrt(H))
-        self.deep_bias = nn.Parameter(torch.zeros(L, H))
+        L = int(latent_layers) - 1   # residual shared layers after the first
+        if L > 0:
+            self.deep_weight = nn.Parameter(torch.randn(L, H, H, generator=gen) / math.sqrt(H))
+            self.deep_bias = nn.Parameter(torch.zeros(L, H))
+        else:   # none: empty buffers, so that the parameters (and the optimiser) are those of one layer
+            self.register_buffer("deep_weight", torch.zeros(0, H, H))
+            self.register_buffer("deep_bias", torch.zeros(0, H))
         # Members: one hidden layer each, batched over K.
         self.head_w1 = nn.Parameter(torch.randn(K, H, Hd, generator=gen) / math.sqrt(H))
         self.head_b1 = nn.Parameter(torch.zeros(K, 1, Hd))
