@@ -111,16 +111,22 @@ def structure_group(item) -> str:
     return "Bulk"
 
 
+def structure_errors(p: dict):
+    """Per structure the energy error predicted − reference (meV/atom), per atom the force MAE
+    over x, y, z (eV/Å), and each atom's structure index. ``p``: :func:`mlal.evaluate.predict_structures`."""
+    signed = (p["energy"] - p["energy_ref"]) * 1000.0
+    f = np.abs(p["forces"] - p["forces_ref"]).mean(axis=1)
+    return signed, f, np.repeat(np.arange(len(signed)), p["n_atoms"])
+
+
 def group_errors(p: dict, items) -> dict:
     """Energy (meV/atom) and force (eV/Å) MAE of the test structures per :func:`structure_group`,
     the structure with the largest energy error (one outlier decides a small test set's MAE), and
     each structure's errors (``structures``: group, atoms, reference energy in eV/atom, energy
     error predicted − reference in meV/atom, force MAE in eV/Å).
     ``p``: :func:`mlal.evaluate.predict_structures` of ``items``."""
-    signed = (p["energy"] - p["energy_ref"]) * 1000.0
+    signed, f, of_atom = structure_errors(p)
     e = np.abs(signed)
-    f = np.abs(p["forces"] - p["forces_ref"]).mean(axis=1)
-    of_atom = np.repeat(np.arange(len(items)), p["n_atoms"])
     names = [structure_group(it) for it in items]
     groups = {}
     for g in sorted(set(names)):
@@ -146,11 +152,10 @@ def energy_bins(p: dict, lowest: float) -> dict:
     (the high-temperature AIMD frames). Scored on the training part and on the test part, it
     says whether a model underfits a kind of structure or fails to generalise to it.
     ``p``: :func:`mlal.evaluate.predict_structures`."""
-    e = np.abs(p["energy"] - p["energy_ref"]) * 1000.0
-    f = np.abs(p["forces"] - p["forces_ref"]).mean(axis=1)
+    signed, f, of_atom = structure_errors(p)
+    e = np.abs(signed)
     above = np.asarray(p["energy_ref"]) - lowest
     which = np.searchsorted(ENERGY_BINS, above, side="right")           # 0, 1, 2
-    of_atom = np.repeat(np.arange(len(e)), p["n_atoms"])
     names = [f"< {ENERGY_BINS[0]}", f"{ENERGY_BINS[0]}-{ENERGY_BINS[1]}", f">= {ENERGY_BINS[1]}"]
     out = {}
     for b, name in enumerate(names):

@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from mlearn import DATA, ELEMENTS, correct_stress, stratified_folds  # noqa: E402
+from mlearn import DATA, ELEMENTS, correct_stress, stratified_folds, structure_errors  # noqa: E402
 
 
 def averaged(ps: Sequence[Dict], which: Sequence[int]) -> Dict:
@@ -39,12 +39,11 @@ def averaged(ps: Sequence[Dict], which: Sequence[int]) -> Dict:
 
 def errors(p: Dict, hot: np.ndarray) -> Dict[str, float]:
     """Energy (meV/atom) and force (eV/Å) MAE, over all structures and over the ``hot`` ones."""
-    e = np.abs(p["energy"] - p["energy_ref"]) * 1000.0
-    f = np.abs(p["forces"] - p["forces_ref"]).mean(axis=1)
-    hot_atoms = np.repeat(hot, p["n_atoms"])
+    signed, f, of_atom = structure_errors(p)
+    e = np.abs(signed)
     out = {"energy_mae": float(np.nanmean(e)), "force_mae": float(f.mean())}
     if hot.any():
-        out.update(hot_energy_mae=float(np.nanmean(e[hot])), hot_force_mae=float(f[hot_atoms].mean()))
+        out.update(hot_energy_mae=float(np.nanmean(e[hot])), hot_force_mae=float(f[hot[of_atom]].mean()))
     return out
 
 
