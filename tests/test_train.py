@@ -153,6 +153,32 @@ def test_rotating_member_loss_is_mean_and_one_member(data):
         TrainConfig(force_members="some")
 
 
+def test_force_huber_delta_counts_large_force_residuals_linearly(data):
+    """``force_huber_delta``: residuals up to delta squared (as the MSE), beyond it ``2·delta·|x| − delta²``."""
+    from mlal.train.loss import squared_or_huber
+    x = torch.tensor([-3.0, -0.1, 0.0, 0.05, 0.2, 2.0], dtype=torch.float64)
+    assert torch.equal(squared_or_huber(x, None), x * x)
+    assert torch.allclose(squared_or_huber(x, 0.1), torch.tensor([0.59, 0.01, 0.0, 0.0025, 0.03, 0.39],
+                                                                dtype=torch.float64), rtol=1e-12, atol=0)
+    cfg = TrainConfig(**dict(TINY, n_members=3))
+    model = build_model(cfg, ["Cu"]).double()
+    b = collate([to_graph(d, {"Cu": 0}, 4.0) for d in data[:3]])
+    every = {k: v.detach() for k, v in predict(model, b, members=True).items()}
+    df = every["forces"].mean(0) - b.forces
+    delta = float(df.abs().median())                      # half the residuals beyond it
+    _, plain = batch_loss(model, b, cfg, member=0)
+    _, far = batch_loss(model, b, cfg.replace(force_huber_delta=1e6), member=0)
+    loss, huber = batch_loss(model, b, cfg.replace(force_huber_delta=delta), member=0)
+    assert far["f"] == pytest.approx(plain["f"], rel=1e-12) and far["e"] == huber["e"] == plain["e"]
+    h = lambda r: torch.where(r.abs() <= delta, r * r, 2 * delta * r.abs() - delta * delta).mean()
+    want = 0.5 * (h(df) + h(every["forces"][0] - b.forces))
+    assert huber["f"] == pytest.approx(float(want), rel=1e-10) and huber["f"] < 0.9 * plain["f"]
+    loss.backward()                                       # differentiable through the kink
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with pytest.raises(ValueError, match="force_huber_delta"):
+        TrainConfig(force_huber_delta=0.0)
+
+
 @pytest.mark.parametrize("member", [None, 1])
 def test_step_split_over_processes_equals_whole_batch(data, member):
     """Splitting a batch over processes gives the whole batch's loss and gradient (with structure weights)."""

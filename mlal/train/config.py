@@ -65,6 +65,10 @@ class TrainConfig:
     to it within the stage's first half, and the best weights are chosen by the
     validation score with that weight (the first stage's best, re-scored, stays
     unless the stage beats it).
+    ``force_huber_delta`` (eV/Å; None: plain squares) makes the force term a Huber
+    loss: a force component's residual beyond it counts linearly, not squared, so
+    the few high-force frames (hot MD, Mo's 1 eV/atom AIMD frames with |F| up to
+    14 eV/Å) no longer make nearly all of the force gradient.
     """
 
     species: List[str] = field(default_factory=list)
@@ -88,6 +92,7 @@ class TrainConfig:
     grad_clip: float = 10.0
     energy_weight: float = 30.0
     force_weight: float = 1.0
+    force_huber_delta: Optional[float] = None
     stress_weight: float = 0.01
     final_energy_weight: Optional[float] = 1000.0
     final_fraction: float = 0.2
@@ -146,6 +151,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0.0 < self.final_fraction < 1.0:
             raise ValueError(f"final_fraction must be in (0, 1), got {self.final_fraction}")
+        if self.force_huber_delta is not None and not self.force_huber_delta > 0:
+            raise ValueError(f"force_huber_delta must be > 0 eV/Å or None, got {self.force_huber_delta}")
         for name in ("energy_weight", "force_weight", "stress_weight", "final_energy_weight"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -1,6 +1,7 @@
 """The training loss and the validation errors of the ensemble mean.
 
-Units: the loss is ``w_E·MSE(E/atom in eV) + w_F·MSE(F in eV/Å) + w_S·MSE(σ in GPa)``;
+Units: the loss is ``w_E·MSE(E/atom in eV) + w_F·MSE(F in eV/Å) + w_S·MSE(σ in GPa)``
+(with ``force_huber_delta``, the force term's squares become twice Huber's function);
 :func:`errors` reports energy in meV/atom, forces in eV/Å, stress in GPa.
 """
 from __future__ import annotations
@@ -101,7 +102,7 @@ def batch_loss(model: EnsembleModel, b: Batch, cfg: TrainConfig,
         parts["e"] = float(le.detach())
     if cfg.force_weight > 0 and bool((wf > 0).any()):
         df = p["forces"] - torch.nan_to_num(b.forces)
-        lf = (wf * (df * df).sum(2)).sum() / max(den["f"], 3.0)
+        lf = (wf * squared_or_huber(df, cfg.force_huber_delta).sum(2)).sum() / max(den["f"], 3.0)
         loss = loss + cfg.force_weight * lf
         parts["f"] = float(lf.detach())
     if want_stress:
@@ -110,6 +111,16 @@ def batch_loss(model: EnsembleModel, b: Batch, cfg: TrainConfig,
         loss = loss + cfg.stress_weight * ls
         parts["s"] = float(ls.detach())
     return loss, parts
+
+
+def squared_or_huber(x: torch.Tensor, delta: Optional[float]) -> torch.Tensor:
+    """``x²`` elementwise, or twice the Huber function of ``x`` with ``delta`` (same units as ``x``):
+    ``x²`` for ``|x| ≤ delta`` and ``2·delta·|x| − delta²`` beyond, so small residuals weigh
+    as in the MSE and large ones only linearly (their gradient is capped at ``2·delta``)."""
+    if delta is None:
+        return x * x
+    a = x.abs()
+    return torch.where(a <= delta, x * x, 2.0 * delta * a - delta * delta)
 
 
 def errors(model, graphs: Sequence[Graph], batch_size: int = 16,
