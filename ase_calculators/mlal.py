@@ -7,7 +7,8 @@ Voigt order). With ``uncertainty=True`` (default) it also holds:
 - ``sigma``: per-atom ensemble spread of the force (eV/Å),
 - ``energy_sigma``: ensemble spread of the total energy (eV),
 - ``energies_sigma``: per-atom energy spread (eV),
-- ``gamma``: per-atom D-optimality extrapolation grade, and ``gamma_max``.
+- ``gamma``: per-atom D-optimality extrapolation grade, and ``gamma_max``,
+- ``member_forces``: every member's forces, ``[K, n_atoms, 3]`` (eV/Å; their mean is ``forces``).
 """
 from __future__ import annotations
 
@@ -109,6 +110,7 @@ class MlalCalculator(Calculator):
             self.results["energies_sigma"] = atom_e_sigma.double().numpy()
             self.results["gamma"] = gamma
             self.results["gamma_max"] = float(gamma.max()) if n else 0.0
+            self.results["member_forces"] = member_forces.double().numpy()     # [K, n, 3]
             self._check_break()
 
     def _check_break(self) -> None:

@@ -1,0 +1,1 @@
+"""Workflows built on mlal models (any ASE calculator where it makes sense): phonons."""
