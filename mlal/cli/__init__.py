@@ -17,6 +17,7 @@ COMMANDS = {
     "eval": ("mlal.cli.evaluate", "energy/force/stress errors of a model on labelled data"),
     "learn": ("mlal.cli.learn", "run a learning-on-the-fly campaign from a YAML file"),
     "demo": ("mlal.cli.demo", "the embedded demo: learning on the fly for Si in LAMMPS"),
+    "hull": ("mlal.cli.hull", "convex-hull screening of a binary alloy with active learning"),
     "phonons": ("mlal.cli.phonons", "phonon bands, DOS and free energy of a crystal, with the ensemble's spread"),
 }
 
