@@ -106,7 +106,7 @@ def test_hull_screening_labels_retrains_resumes_and_checks_with_the_oracle(tmp_p
         ref = a.copy()
         ref.calc = EMT()
         assert a.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-9)
-    assert [e["name"] for e in res["entries"]] == [a.info["name"] for a in cands]
+    assert [e["name"] for e in res["entries"]] == [a.info["name"] for a in cands] and res["failed"] == []
     ends = {e["formula"]: e for e in res["entries"] if e["x"] in (0.0, 1.0)}
     assert set(ends) == {"Cu", "Au"} and all(e["on_hull"] and e["oracle_on_hull"] for e in ends.values())
     checked = [e for e in res["entries"] if "oracle_formation_energy" in e]
@@ -141,3 +141,25 @@ def test_hull_cli(tmp_path, emt_start):
     assert [e["formula"] for e in res["entries"]] == ["Cu", "Au"] and res["oracle_agrees"]
     assert main(args[:-2] + ["--workdir", str(tmp_path / "v"), "--oracle", "[1, 2]"]) == 2
     assert main(args[:-2] + ["--workdir", str(tmp_path / "v"), "--elements", "Cu", "Cu"]) == 2
+
+
+def test_hull_screening_killed_in_training_keeps_its_labels_and_does_not_label_again(tmp_path, emt_start,
+                                                                                     monkeypatch):
+    from mlal.workflows.hull import HullScreening, HullSettings
+    data, _, model = emt_start
+    cands = enumerate_structures("fcc", ["Cu", "Au"], 2, a=3.9)
+    settings = HullSettings(training=CFG, labels_per_round=2, max_rounds=1, gamma_break=1.2, max_steps=50)
+
+    def killed(self):
+        raise KeyboardInterrupt("killed while training")
+    monkeypatch.setattr(HullScreening, "_retrain", killed)
+    with pytest.raises(KeyboardInterrupt):
+        HullScreening(cands, ["Cu", "Au"], model, data, {"type": "emt"}, tmp_path, settings).run(progress=print)
+    state = json.loads((tmp_path / "state.json").read_text())
+    calls = [json.loads(s) for s in open(tmp_path / "journal.jsonl") if '"oracle_call"' in s]
+    assert state["stage"] == "train" and state["round"] == 0 and state["n_labels"] == len(calls) >= 1
+    monkeypatch.undo()
+    res = HullScreening(cands, ["Cu", "Au"], model, data, {"type": "emt"}, tmp_path, settings).run(progress=print)
+    again = [json.loads(s) for s in open(tmp_path / "journal.jsonl") if '"oracle_call"' in s]
+    assert len(again) == len(calls) and res["n_labels"] == len(calls) and res["rounds"] == 1
+    assert "/models/r00/" in res["model_path"]

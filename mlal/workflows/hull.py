@@ -11,9 +11,12 @@ energies give the lower convex hull, and the structures on it or within ``verify
 of it are relaxed with the oracle itself, which says whether the model's hull is the
 oracle's.
 
-The work directory keeps ``labels.extxyz`` (every label, written atomically), ``journal.jsonl``,
-``state.json``, ``models/rNN/`` and, at the end, ``hull.json`` and ``hull.png``; a run
-started again with the same directory continues after the last finished round.
+The work directory keeps ``labels.extxyz`` (every label, written atomically before the training
+that uses it), ``journal.jsonl``, ``state.json``, ``models/rNN/`` and, at the end, ``hull.json``
+and ``hull.png``; a run started again with the same directory continues where it stopped (a
+round whose labels are in goes on to its training; nothing is labelled twice). A relaxation
+that collapses (overlapping atoms) counts as extrapolated while rounds remain, and at the end
+keeps its structure out of the hull (``failed``).
 
 Units: eV/atom for energies, Å, eV/Å for ``fmax``.
 """
@@ -77,8 +80,12 @@ def relax(atoms: Atoms, calc, fmax: float, max_steps: int, gamma_select: Optiona
         status = "extrapolated"
         candidates.append(atoms.copy())
         candidates[-1].info["gamma_max"] = float(exc.gamma_max)
+    except ValueError as exc:         # the calculator refused the structure (overlapping atoms)
+        if "overlapping" not in str(exc):
+            raise
+        status = "failed"
     out = {"status": status, "steps": int(opt.nsteps), "candidates": candidates[-20:]}
-    if status != "extrapolated":
+    if status in ("converged", "max_steps"):
         out["energy"] = float(atoms.get_potential_energy()) / len(atoms)
         out["gamma_max"] = (float(calc.results["gamma_max"]) if "gamma_max" in calc.results else None)
     return out
@@ -106,6 +113,7 @@ class HullScreening:
         self.root.mkdir(parents=True, exist_ok=True)
         state = self._read_state()
         self.round = state.get("round", 0)
+        self.stage = state.get("stage", "relax")     # "train": this round's labels are in, not yet trained on
         self.model_path = state.get("model_path", str(model))
         self.labels = self._read_labels()
 
@@ -126,7 +134,8 @@ class HullScreening:
     def _save(self) -> None:
         from ..active.store import atomic_write_extxyz, atomic_write_text
         atomic_write_extxyz(self.root / "labels.extxyz", self.labels)
-        atomic_write_text(self.root / "state.json", json.dumps({"round": self.round, "model_path": self.model_path,
+        atomic_write_text(self.root / "state.json", json.dumps({"round": self.round, "stage": self.stage,
+                                                                "model_path": self.model_path,
                                                                 "n_labels": len(self.labels)}))
 
     # ------------------------------------------------------------------ the loop
@@ -145,12 +154,13 @@ class HullScreening:
             out[a.info["name"]] = r
         return out
 
-    def _label_and_retrain(self, candidates: List[Atoms]) -> None:
+    def _label(self, candidates: List[Atoms]) -> int:
+        """Label the D-optimal batch of ``candidates``; returns how many labels it added."""
         from ..active.labelling import Labeller
         from ..active.selection import select_d_optimal
         from ..deploy import load_model
-        from ..train import TrainConfig, train
         s = self.settings
+        n0 = len(self.labels)
         model = load_model(self.model_path)
         chosen, grades = select_d_optimal(model, candidates, s.labels_per_round)
         if not chosen:            # none beyond the active set: the most extrapolative one
@@ -165,6 +175,10 @@ class HullScreening:
                 a.calc = SinglePointCalculator(a, energy=res.energy, forces=res.forces, stress=res.stress)
                 a.info.update(source=key, config_type="hull_screening")
                 self.labels.append(a)
+        return len(self.labels) - n0
+
+    def _retrain(self) -> None:
+        from ..train import TrainConfig, train
         cfg = TrainConfig.from_dict(dict(self.settings.training, species=self.elements), where="training")
         out = self.root / "models" / f"r{self.round:02d}"
         res = train(self.data + self._labelled(), cfg, out, init=self.model_path, progress=False)
@@ -180,20 +194,27 @@ class HullScreening:
         """Rounds of relaxation and labelling, then the hull and the oracle's check; returns ``hull.json``'s content."""
         s = self.settings
         while self.round < s.max_rounds:
-            rel = self._relax_all(s.gamma_break)
-            stopped = [n for n, r in rel.items() if r["status"] == "extrapolated"]
-            progress(f"round {self.round}: {len(stopped)} of {len(rel)} relaxations extrapolated "
-                     f"({len(self.labels)} labels so far)")
-            self._log("round", round=self.round, stopped=stopped)
-            if not stopped:
-                break
-            cands = []
-            for n in stopped:
-                for c in rel[n]["candidates"]:
-                    c.info["name"] = n
-                    cands.append(c)
-            self._label_and_retrain(cands)
+            if self.stage == "relax":
+                rel = self._relax_all(s.gamma_break)
+                stopped = [n for n, r in rel.items() if r["status"] in ("extrapolated", "failed")]
+                progress(f"round {self.round}: {len(stopped)} of {len(rel)} relaxations extrapolated "
+                         f"({len(self.labels)} labels so far)")
+                self._log("round", round=self.round, stopped=stopped)
+                cands = [c for n in stopped for c in rel[n]["candidates"]]
+                for n in stopped:
+                    for c in rel[n]["candidates"]:
+                        c.info["name"] = n
+                if not cands:
+                    break
+                if self._label(cands) == 0:
+                    self._log("stop", round=self.round, reason="the oracle failed on every configuration")
+                    progress(f"round {self.round}: the oracle failed on every configuration; stopping")
+                    break
+                self.stage = "train"
+                self._save()           # the labels are safe before the training starts
+            self._retrain()
             self.round += 1
+            self.stage = "relax"
             self._save()
         rel = self._relax_all(None)
         result = self._hull(rel)
@@ -204,9 +225,11 @@ class HullScreening:
     # ------------------------------------------------------------------ the hull
     def _hull(self, rel: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
         from ..active.oracles import make_oracle
-        names = [a.info["name"] for a in self.candidates]
-        x = np.array([a.info["x"] if "x" in a.info else
-                      a.get_chemical_symbols().count(self.elements[1]) / len(a) for a in self.candidates])
+        # a structure whose relaxation collapsed (overlapping atoms) stays out of the hull
+        names = [a.info["name"] for a in self.candidates if rel[a.info["name"]]["status"] != "failed"]
+        failed = [a.info["name"] for a in self.candidates if rel[a.info["name"]]["status"] == "failed"]
+        x = np.array([rel[n]["atoms"].get_chemical_symbols().count(self.elements[1]) / len(rel[n]["atoms"])
+                      for n in names])
         e = np.array([rel[n]["energy"] for n in names])
         ef = formation_energies(x, e)
         above = energy_above_hull(x, ef)
@@ -233,7 +256,7 @@ class HullScreening:
         err = [abs(entries[k]["formation_energy"] - entries[k]["oracle_formation_energy"]) for k in check]
         result = {"elements": self.elements, "rounds": self.round, "n_labels": len(self.labels),
                   "model_path": self.model_path, "settings": asdict(self.settings), "entries": entries,
-                  "verified": [names[k] for k in check], "oracle_agrees": on == on_o,
+                  "verified": [names[k] for k in check], "failed": failed, "oracle_agrees": on == on_o,
                   "verified_formation_energy_mae": float(np.mean(err))}
         from ..active.store import atomic_write_text
         atomic_write_text(self.root / "hull.json", json.dumps(result, indent=1))
