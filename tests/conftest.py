@@ -40,3 +40,29 @@ def alloy_rank4_model(tmp_path_factory):
 def physics_model(request):
     """The three-element model with moments of rank 0..3, then one with ranks 0..4 and two shared layers."""
     return request.getfixturevalue("alloy_model" if request.param == "rank3" else "alloy_rank4_model")
+
+
+@pytest.fixture(scope="session")
+def emt_cuau_start(tmp_path_factory):
+    """For the workflows: six EMT-labelled, rattled 4-atom Cu-Au cells (also as an extxyz file), a
+    3-member model trained on them for 4 s, and those training settings: ``(data, file, model, settings)``."""
+    import numpy as np
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.io import write
+
+    from mlal.train import TrainConfig, train
+    rng = np.random.default_rng(0)
+    data = []
+    for _ in range(6):
+        a = bulk("Cu", "fcc", a=3.9, cubic=True)
+        a.set_chemical_symbols(rng.choice(["Cu", "Au"], size=len(a)).tolist())
+        a.positions += 0.05 * rng.standard_normal(a.positions.shape)
+        a.calc = EMT()
+        a.get_potential_energy(), a.get_forces(), a.get_stress()
+        data.append(a)
+    d = tmp_path_factory.mktemp("workflow_start")
+    write(d / "data.extxyz", data)
+    settings = dict(n_members=3, cutoff=5.0, max_time=4.0, epochs=40, valid_fraction=0.0)
+    init = train(data, TrainConfig(**settings, species=["Cu", "Au"]), d / "init", progress=False)
+    return data, d / "data.extxyz", init.model_path, settings

@@ -56,41 +56,12 @@ def test_lower_hull_and_formation_energies():
         formation_energies([0.0, 0.5], [1.0, 2.0])
 
 
-def _emt_cells(n, rng):
-    out = []
-    for _ in range(n):
-        a = bulk("Cu", "fcc", a=3.9, cubic=True)
-        a.set_chemical_symbols(rng.choice(["Cu", "Au"], size=len(a)).tolist())
-        a.positions += 0.05 * rng.standard_normal(a.positions.shape)
-        a.calc = EMT()
-        a.get_potential_energy(), a.get_forces(), a.get_stress()
-        out.append(a)
-    return out
-
-
-CFG = dict(n_members=3, cutoff=5.0, max_time=4.0, epochs=40, valid_fraction=0.0)
-
-
-@pytest.fixture(scope="module")
-def emt_start(tmp_path_factory):
-    """Six EMT-labelled Cu-Au cells (also as an extxyz file) and a model trained on them for 4 s."""
-    from ase.io import write
-
-    from mlal.train import TrainConfig, train
-    d = tmp_path_factory.mktemp("hull_start")
-    data = _emt_cells(6, np.random.default_rng(0))
-    write(d / "data.extxyz", data)
-    init = train(data, TrainConfig(**CFG, species=["Cu", "Au"]), d / "init", progress=False)
-    return data, d / "data.extxyz", init.model_path
-
-
-def test_hull_screening_labels_retrains_resumes_and_checks_with_the_oracle(tmp_path, emt_start):
+def test_hull_screening_labels_retrains_resumes_and_checks_with_the_oracle(tmp_path, emt_cuau_start):
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS
 
     from mlal.workflows.hull import HullScreening, HullSettings
-    data, _, model = emt_start
-    cfg = CFG
+    data, _, model, cfg = emt_cuau_start
     cands = enumerate_structures("fcc", ["Cu", "Au"], 2, a=3.9)
     settings = HullSettings(training=cfg, labels_per_round=3, max_rounds=2, gamma_break=2.0, max_steps=100)
     lines = []
@@ -131,9 +102,9 @@ def test_hull_screening_labels_retrains_resumes_and_checks_with_the_oracle(tmp_p
     assert sorted(round(j["energy"], 4) for j in relaxed[-2:]) == sorted(round(v, 4) for v in emt.values())
 
 
-def test_hull_cli(tmp_path, emt_start):
+def test_hull_cli(tmp_path, emt_cuau_start):
     from mlal.cli import main
-    _, data_file, model = emt_start
+    _, data_file, model, _ = emt_cuau_start
     args = ["hull", "--model", str(model), "--data", str(data_file), "--elements", "Cu", "Au", "--a", "3.9",
             "--max-atoms", "1", "--rounds", "1", "--train-time", "2", "--workdir", str(tmp_path / "w")]
     assert main(args + ["--json"]) == 0
@@ -143,12 +114,12 @@ def test_hull_cli(tmp_path, emt_start):
     assert main(args[:-2] + ["--workdir", str(tmp_path / "v"), "--elements", "Cu", "Cu"]) == 2
 
 
-def test_hull_screening_killed_in_training_keeps_its_labels_and_does_not_label_again(tmp_path, emt_start,
+def test_hull_screening_killed_in_training_keeps_its_labels_and_does_not_label_again(tmp_path, emt_cuau_start,
                                                                                      monkeypatch):
     from mlal.workflows.hull import HullScreening, HullSettings
-    data, _, model = emt_start
+    data, _, model, cfg = emt_cuau_start
     cands = enumerate_structures("fcc", ["Cu", "Au"], 2, a=3.9)
-    settings = HullSettings(training=CFG, labels_per_round=2, max_rounds=1, gamma_break=1.2, max_steps=50)
+    settings = HullSettings(training=cfg, labels_per_round=2, max_rounds=1, gamma_break=1.2, max_steps=50)
 
     def killed(self):
         raise KeyboardInterrupt("killed while training")

@@ -18,6 +18,7 @@ COMMANDS = {
     "learn": ("mlal.cli.learn", "run a learning-on-the-fly campaign from a YAML file"),
     "demo": ("mlal.cli.demo", "the embedded demo: learning on the fly for Si in LAMMPS"),
     "hull": ("mlal.cli.hull", "convex-hull screening of a binary alloy with active learning"),
+    "search": ("mlal.cli.search", "crystal structure search with an ensemble and active learning"),
     "phonons": ("mlal.cli.phonons", "phonon bands, DOS and free energy of a crystal, with the ensemble's spread"),
 }
 

@@ -171,7 +171,9 @@ class ActiveRelaxations:
 
     def _retrain(self) -> None:
         from ..train import TrainConfig, train
-        cfg = TrainConfig.from_dict(dict(self.settings.training, species=self.elements), where="training")
+        from ..deploy import load_model
+        species = list(load_model(self.model_path).species)      # a warm start keeps the model's species
+        cfg = TrainConfig.from_dict(dict(self.settings.training, species=species), where="training")
         out = self.root / "models" / f"r{self.round:02d}"
         res = train(self.data + self._labelled(), cfg, out, init=self.model_path, progress=False)
         self.model_path = str(res.model_path)
