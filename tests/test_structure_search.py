@@ -8,11 +8,12 @@ import pytest
 from ase.calculators.emt import EMT
 from ase.neighborlist import neighbor_list
 
-from mlal.workflows.structure_search import SearchSettings, StructureSearch, distinct_minima, random_structures
+from mlal.workflows.structure_search import (SearchSettings, StructureSearch, distinct_minima,
+                                             random_search_cells)
 
 
 def test_random_structures_keep_volume_distance_and_seed():
-    s = random_structures(["Cu", "Cu", "Au", "Au"], 8, volume_per_atom=14.0, min_distance=2.1, seed=3)
+    s = random_search_cells(["Cu", "Cu", "Au", "Au"], 8, volume_per_atom=14.0, min_distance=2.1, seed=3)
     assert len(s) == 8 and [a.info["name"] for a in s] == [f"r{k}" for k in range(8)]
     for a in s:
         assert a.get_volume() / len(a) == pytest.approx(14.0)
@@ -20,10 +21,10 @@ def test_random_structures_keep_volume_distance_and_seed():
         assert len(neighbor_list("d", a, 2.1 - 1e-9)) == 0         # no pair (images included) closer
         angles = a.cell.cellpar()[3:]
         assert (angles >= 60 - 1e-6).all() and (angles <= 120 + 1e-6).all()
-    again = random_structures(["Cu", "Cu", "Au", "Au"], 8, volume_per_atom=14.0, min_distance=2.1, seed=3)
+    again = random_search_cells(["Cu", "Cu", "Au", "Au"], 8, volume_per_atom=14.0, min_distance=2.1, seed=3)
     assert all(np.allclose(a.positions, b.positions) for a, b in zip(s, again))
     with pytest.raises(ValueError, match="min_distance"):
-        random_structures(["Cu"] * 8, 1, volume_per_atom=2.0, min_distance=3.0, max_tries=50)
+        random_search_cells(["Cu"] * 8, 1, volume_per_atom=2.0, min_distance=3.0, max_tries=50)
 
 
 def test_distinct_minima_are_one_under_rotation_translation_and_another_cell():
@@ -55,7 +56,7 @@ def test_structure_search_checks_the_lowest_minima_with_the_oracle(tmp_path,
     from ase.io import read
     from ase.optimize import BFGS
     data, _, model, cfg = emt_cuau_start
-    cands = random_structures(["Cu", "Cu", "Au", "Au"], 3, volume_per_atom=14.0, min_distance=2.2, seed=1)
+    cands = random_search_cells(["Cu", "Cu", "Au", "Au"], 3, volume_per_atom=14.0, min_distance=2.2, seed=1)
     settings = SearchSettings(training=cfg, labels_per_round=2, max_rounds=1, gamma_break=2.0, max_steps=150,
                               n_check=2)
     res = StructureSearch(cands, ["Cu", "Au"], model, data, {"type": "emt"}, tmp_path,

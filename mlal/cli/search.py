@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.io import DataError, read_structures
     from ..deploy import ModelFormatError
-    from ..workflows.structure_search import SearchSettings, StructureSearch, random_structures
+    from ..workflows.structure_search import SearchSettings, StructureSearch, random_search_cells
     from .workflow_args import oracle_spec, settings_kwargs
     try:
         oracle = oracle_spec(args.oracle)
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         if not symbols:
             raise ValueError(f"--composition: no atoms in {args.composition!r}")
         data = read_structures(args.data)
-        cands = random_structures(symbols, args.structures, args.volume, args.min_distance, seed=args.seed)
+        cands = random_search_cells(symbols, args.structures, args.volume, args.min_distance, seed=args.seed)
         elements = sorted(set(symbols))
         settings = SearchSettings(n_check=args.check, **settings_kwargs(args))
         res = StructureSearch(cands, elements, args.model, data, oracle, args.workdir, settings).run(

@@ -1,6 +1,6 @@
 """Crystal structure search with an ensemble and active learning (after Hessmann et al.).
 
-Random cells of a given composition (:func:`random_structures`, as in ab initio random structure
+Random cells of a given composition (:func:`random_search_cells`, as in ab initio random structure
 searching: random lattice, random positions kept apart by ``min_distance``) are relaxed with the
 model under active learning (:class:`mlal.workflows.relaxations.ActiveRelaxations`): a relaxation
 that leaves the training data (γ > ``gamma_break``) stops, the most informative configurations
@@ -25,7 +25,7 @@ from ase.geometry import find_mic
 from .relaxations import ActiveRelaxations, RelaxSettings, relax
 
 
-def random_structures(symbols: Sequence[str], n: int, volume_per_atom: float, min_distance: float,
+def random_search_cells(symbols: Sequence[str], n: int, volume_per_atom: float, min_distance: float,
                       seed: int = 0, max_tries: int = 1000) -> List[Atoms]:
     """``n`` random periodic cells holding the atoms ``symbols`` (e.g. ``["Si"] * 8``).
 
@@ -108,7 +108,7 @@ class SearchSettings(RelaxSettings):
 
 
 class StructureSearch(ActiveRelaxations):
-    """A search over ``candidates`` (e.g. :func:`random_structures`): see :class:`ActiveRelaxations`."""
+    """A search over ``candidates`` (e.g. :func:`random_search_cells`): see :class:`ActiveRelaxations`."""
 
     settings: SearchSettings
 
