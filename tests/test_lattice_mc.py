@@ -76,3 +76,18 @@ def test_lattice_sampling_labels_relaxed_energies_of_ideal_cells_and_resumes(tmp
     assert (tmp_path / "lattice.png").stat().st_size > 5000
     again = LatticeSampling(lattice, model, data, {"type": "emt"}, tmp_path, settings).run(progress=lines.append)
     assert again["n_labels"] == 6 and again["model_path"] == res["model_path"]          # resumed: nothing new
+
+
+def test_lattice_cli(tmp_path, emt_cuau_start):
+    from mlal.cli import main
+    _, data_file, model, _ = emt_cuau_start
+    lattice = bulk("Cu", "fcc", a=3.85, cubic=True)
+    lattice.set_chemical_symbols(["Cu", "Au", "Cu", "Au"])
+    lattice.write(tmp_path / "ideal.xyz")
+    args = ["lattice", "--structure", str(tmp_path / "ideal.xyz"), "--model", str(model), "--data", str(data_file),
+            "--temperatures", "500", "1500", "--sweeps", "20", "--rounds", "1", "--labels-per-round", "2",
+            "--train-time", "2", "--workdir", str(tmp_path / "w")]
+    assert main(args + ["--json"]) == 0
+    out = json.loads((tmp_path / "w" / "lattice.json").read_text())
+    assert out["n_labels"] == 2 and len(out["temperatures"]) == 2
+    assert main(args[:-2] + ["--workdir", str(tmp_path / "v"), "--temperatures", "-5"]) == 2

@@ -19,6 +19,7 @@ COMMANDS = {
     "demo": ("mlal.cli.demo", "the embedded demo: learning on the fly for Si in LAMMPS"),
     "hull": ("mlal.cli.hull", "convex-hull screening of a binary alloy with active learning"),
     "search": ("mlal.cli.search", "crystal structure search with an ensemble and active learning"),
+    "lattice": ("mlal.cli.lattice", "on-lattice sampling of an alloy (replica-exchange MC) with active learning"),
     "phonons": ("mlal.cli.phonons", "phonon bands, DOS and free energy of a crystal, with the ensemble's spread"),
 }
 
