@@ -124,6 +124,21 @@ def replica_exchange(energy: Callable[[Sequence[str]], float], symbols: Sequence
                          exch / np.maximum(tried, 1), lowest, lowest_e)
 
 
+def relaxed_label(lattice: Atoms, symbols: Sequence[str], oracle, fmax: float = 0.02,
+                  max_steps: int = 300) -> Atoms:
+    """The ideal ``lattice`` with ``symbols``, labelled with the ``oracle``'s energy (eV) after relaxing
+    it (positions and cell, ``fmax`` eV/Å); ``info['relaxed_status']`` says how the relaxation ended."""
+    from ..active.oracles import make_oracle
+    ideal = lattice.copy()
+    ideal.set_chemical_symbols(list(symbols))
+    r = relax(ideal.copy(), make_oracle(oracle), fmax, max_steps)
+    if not np.isfinite(r["energy"]):
+        raise ValueError("the oracle gave a non-finite relaxed energy")
+    ideal.calc = SinglePointCalculator(ideal, energy=r["energy"] * len(ideal))
+    ideal.info.update(relaxed_status=r["status"], config_type="lattice_relaxed")
+    return ideal
+
+
 @dataclass
 class LatticeSettings:
     """``temperatures`` (K) of the replicas, ``sweeps`` per round, ``labels_per_round`` oracle
@@ -170,17 +185,8 @@ class LatticeSampling:
         self.labels: List[Atoms] = read_extxyz(lab) if lab.exists() else []
 
     def label(self, symbols: Sequence[str]) -> Atoms:
-        """The ideal cell with ``symbols``, labelled with the oracle's energy after relaxing it
-        (positions and cell); ``info['relaxed_status']`` says how the relaxation ended."""
-        from ..active.oracles import make_oracle
-        ideal = self.lattice.copy()
-        ideal.set_chemical_symbols(list(symbols))
-        r = relax(ideal.copy(), make_oracle(self.oracle), self.settings.fmax, self.settings.max_steps)
-        if not np.isfinite(r["energy"]):
-            raise ValueError("the oracle gave a non-finite relaxed energy")
-        ideal.calc = SinglePointCalculator(ideal, energy=r["energy"] * len(ideal))
-        ideal.info.update(relaxed_status=r["status"], config_type="lattice_relaxed")
-        return ideal
+        """:func:`relaxed_label` of ``symbols`` on this lattice with this oracle and settings."""
+        return relaxed_label(self.lattice, symbols, self.oracle, self.settings.fmax, self.settings.max_steps)
 
     def _save(self) -> None:
         from ..active.store import atomic_write_extxyz, atomic_write_text
