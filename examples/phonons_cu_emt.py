@@ -39,7 +39,7 @@ for k in range(40):
     a.get_potential_energy(), a.get_forces(), a.get_stress()
     cells.append(a)
 result = train(as_labelled(cells), TrainConfig(n_members=4, cutoff=5.0, max_time=float(os.environ.get("TRAIN_TIME", 90)),
-                                               seed=0), OUT)
+                                               seed=0), OUT, progress=False)
 
 # 2. Phonons of the EMT lattice constant's crystal, with the model and with EMT.
 cu = bulk("Cu", "fcc", a=3.6)

@@ -197,8 +197,17 @@ def plot_phonons(result: PhononResult, filename: str, title: str = "",
     for d in result.special_distances:
         ax.axvline(d, color="0.7", lw=0.5)
     ax.axhline(0, color="0.5", lw=0.5)
-    ax.set_xticks(result.special_distances)
-    ax.set_xticklabels(["Γ" if s == "G" else s for s in result.special_labels])
+    ticks: List[float] = []
+    names: List[str] = []
+    for d, s in zip(result.special_distances, result.special_labels):
+        s = "Γ" if s == "G" else s
+        if ticks and abs(d - ticks[-1]) < 1e-9:     # a path break: "U|K"
+            names[-1] += "|" + s
+        else:
+            ticks.append(d)
+            names.append(s)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(names)
     ax.set_xlim(x[0], x[-1])
     ax.set_ylabel("frequency (THz)")
     extra = ""
