@@ -63,7 +63,8 @@ def test_hull_screening_labels_retrains_resumes_and_checks_with_the_oracle(tmp_p
     from mlal.workflows.hull import HullScreening, HullSettings
     data, _, model, cfg = emt_cuau_start
     cands = enumerate_structures("fcc", ["Cu", "Au"], 2, a=3.9)
-    settings = HullSettings(training=cfg, labels_per_round=3, max_rounds=2, gamma_break=2.0, max_steps=100)
+    settings = HullSettings(training=cfg, labels_per_round=3, max_rounds=2, gamma_break=2.0, max_steps=100,
+                            max_checks=0)
     lines = []
     res = HullScreening(cands, ["Cu", "Au"], model, data, {"type": "emt"}, tmp_path / "hull",
                         settings).run(progress=lines.append)
@@ -119,7 +120,8 @@ def test_hull_screening_killed_in_training_keeps_its_labels_and_does_not_label_a
     from mlal.workflows.hull import HullScreening, HullSettings
     data, _, model, cfg = emt_cuau_start
     cands = enumerate_structures("fcc", ["Cu", "Au"], 2, a=3.9)
-    settings = HullSettings(training=cfg, labels_per_round=2, max_rounds=1, gamma_break=1.2, max_steps=50)
+    settings = HullSettings(training=cfg, labels_per_round=2, max_rounds=1, gamma_break=1.2, max_steps=50,
+                            max_checks=0)
 
     def killed(self):
         raise KeyboardInterrupt("killed while training")
@@ -134,3 +136,29 @@ def test_hull_screening_killed_in_training_keeps_its_labels_and_does_not_label_a
     again = [json.loads(s) for s in open(tmp_path / "journal.jsonl") if '"oracle_call"' in s]
     assert len(again) == len(calls) and res["n_labels"] == len(calls) and res["rounds"] == 1
     assert "/models/r00/" in res["model_path"]
+
+
+def test_hull_check_that_disagrees_labels_the_oracle_relaxations_and_starts_again(tmp_path, emt_cuau_start,
+                                                                                  monkeypatch):
+    from mlal.active.store import read_extxyz
+    from mlal.workflows.hull import HullScreening, HullSettings
+    data, _, model, cfg = emt_cuau_start
+    real, labels_seen = HullScreening._hull, []
+
+    def first_disagrees(self, rel):
+        out = real(self, rel)
+        labels_seen.append(len(self.labels))
+        if len(labels_seen) == 1:
+            out["oracle_agrees"] = False
+        return out
+    monkeypatch.setattr(HullScreening, "_hull", first_disagrees)
+    cands = enumerate_structures("fcc", ["Cu", "Au"], 1, a=3.9)            # the two end members
+    settings = HullSettings(training=cfg, max_rounds=1, gamma_break=1e9, max_checks=1)
+    res = HullScreening(cands, ["Cu", "Au"], model, data, {"type": "emt"}, tmp_path, settings).run(progress=print)
+    assert labels_seen == [0, 2] and res["n_labels"] == 2 and res["rounds"] == 1
+    assert res["model_path"].endswith("models/r00/model.pt")               # retrained on them
+    for a in read_extxyz(tmp_path / "labels.extxyz"):                    # EMT's relaxed end members
+        ref = a.copy()
+        ref.calc = EMT()
+        assert a.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-9)
+        assert np.abs(a.get_forces()).max() < 0.05 and a.info["config_type"] == "hull_check"

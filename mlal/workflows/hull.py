@@ -5,8 +5,10 @@ learning (:class:`mlal.workflows.relaxations.ActiveRelaxations`: relaxations sto
 informative configurations are labelled, the ensemble retrained, until none stops). Their
 formation energies give the lower convex hull, and the structures on it or within
 ``verify_within`` of it (and the end members) are relaxed with the oracle itself, which says
-whether the model's hull is the oracle's. The work directory gets ``hull.json`` and ``hull.png``
-besides the relaxations' files; a structure whose last relaxation collapsed stays out (``failed``).
+whether the model's hull is the oracle's. When it is not, those relaxed structures join the
+labels and it all starts again, ``max_checks`` times at most. The work directory gets
+``hull.json`` and ``hull.png`` besides the relaxations' files; a structure whose last relaxation
+collapsed stays out (``failed``).
 
 Units: eV/atom for energies, Å.
 """
@@ -17,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict
 
 import numpy as np
+from ase.calculators.singlepoint import SinglePointCalculator
 
 from .enumeration import energy_above_hull, formation_energies, lower_hull
 from .relaxations import ActiveRelaxations, RelaxSettings, relax
@@ -24,10 +27,12 @@ from .relaxations import ActiveRelaxations, RelaxSettings, relax
 
 @dataclass
 class HullSettings(RelaxSettings):
-    """:class:`RelaxSettings` and ``verify_within`` (eV/atom above the model's hull): which
-    structures the oracle relaxes to check the hull."""
+    """:class:`RelaxSettings`, ``verify_within`` (eV/atom above the model's hull): which structures
+    the oracle relaxes to check the hull, and ``max_checks``: how many times a check that
+    disagrees sends the oracle's relaxed structures to the labels and starts again."""
 
     verify_within: float = 0.010
+    max_checks: int = 2
 
 
 class HullScreening(ActiveRelaxations):
@@ -37,10 +42,25 @@ class HullScreening(ActiveRelaxations):
         """Rounds of relaxation and labelling, then the hull and the oracle's check; returns ``hull.json``'s content."""
         if len(self.elements) != 2:
             raise ValueError(f"a binary hull needs two elements, got {self.elements}")
-        result = self._hull(self.relax_rounds(progress))
-        progress(f"hull: {', '.join(e['name'] + ' ' + e['formula'] for e in result['entries'] if e['on_hull'])}; "
-                 f"oracle agrees: {result['oracle_agrees']}")
-        return result
+        checks = 0
+        while True:
+            result = self._hull(self.relax_rounds(progress))
+            hull = ', '.join(e['name'] + ' ' + e['formula'] for e in result['entries'] if e['on_hull'])
+            progress(f"hull: {hull}; oracle agrees: {result['oracle_agrees']}")
+            if result["oracle_agrees"] or checks >= self.settings.max_checks:
+                return result
+            # the oracle's relaxed structures (their final frames, labelled) join the labels
+            checks += 1
+            self.labels += self._checked
+            self._log("check_labels", round=self.round, n=len(self._checked))
+            progress(f"check {checks}: the oracle's hull differs; its {len(self._checked)} relaxed structures "
+                     f"become labels, and the relaxations start again")
+            self.stage = "train"
+            self._save()
+            self._retrain()
+            self.round += 1
+            self.stage = "relax"
+            self._save()
 
     def _hull(self, rel: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
         from ..active.oracles import make_oracle
@@ -61,11 +81,17 @@ class HullScreening(ActiveRelaxations):
         check = [k for k in range(len(names)) if above[k] <= self.settings.verify_within or x[k] in (0.0, 1.0)]
         oracle = make_oracle(self.oracle)
         eo = {}
+        self._checked = []
         for k in check:
             a = rel[names[k]]["atoms"].copy()
             r = relax(a, oracle, self.settings.fmax, self.settings.max_steps)
             eo[k] = r["energy"]
             self._log("oracle_relax", name=names[k], energy=r["energy"], status=r["status"])
+            lab = a.copy()
+            lab.calc = SinglePointCalculator(lab, energy=a.get_potential_energy(), forces=a.get_forces(),
+                                             stress=a.get_stress())
+            lab.info.update(source=f"check:{names[k]}", config_type="hull_check")
+            self._checked.append(lab)
         xs = np.array([x[k] for k in check])
         efo = formation_energies(xs, np.array([eo[k] for k in check]))
         on_o = {check[j] for j in lower_hull(xs, efo)}
