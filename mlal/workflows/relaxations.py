@@ -5,8 +5,9 @@ BFGS). A relaxation whose γ passes ``gamma_break`` stops there; the configurati
 above ``gamma_select`` are candidates for labelling. After each round the most informative of
 them (greedy D-optimality, :func:`mlal.active.selection.select_d_optimal`) go to the oracle, the
 ensemble is retrained from the last one (warm start) on the starting data and every label, and
-the stopped relaxations start again, until a round ends with none stopped or ``max_rounds`` is
-spent; then every structure is relaxed once more with the last model, without a stop.
+every relaxation starts again from its first structure with the new model, until a round ends
+with none stopped or ``max_rounds`` is spent; then every structure is relaxed once more with the
+last model, without a stop.
 
 The work directory keeps ``labels.extxyz`` (every label, written atomically before the training
 that uses it), ``journal.jsonl``, ``state.json`` and ``models/rNN/``; a run started again with the
@@ -165,7 +166,7 @@ class ActiveRelaxations:
             if res.ok:
                 a = atoms.copy()
                 a.calc = SinglePointCalculator(a, energy=res.energy, forces=res.forces, stress=res.stress)
-                a.info.update(source=key, config_type="hull_screening")
+                a.info.update(source=key, config_type="active_relaxation")
                 self.labels.append(a)
         return len(self.labels) - n0
 

@@ -4,7 +4,7 @@ Random cells of a given composition (:func:`random_search_cells`, as in ab initi
 searching: random lattice, random positions kept apart by ``min_distance``) are relaxed with the
 model under active learning (:class:`mlal.workflows.relaxations.ActiveRelaxations`): a relaxation
 that leaves the training data (γ > ``gamma_break``) stops, the most informative configurations
-are labelled by the oracle, the ensemble is retrained, and the stopped relaxations go on. The
+are labelled by the oracle, the ensemble is retrained, and the relaxations start again. The
 relaxed structures are then grouped into distinct minima (symmetry-equivalent ones are one), ranked
 by the model's energy, and the ``n_check`` lowest are relaxed with the oracle itself, which says
 whether the model's ranking holds. The work directory gets ``search.json``, ``search.png`` and
