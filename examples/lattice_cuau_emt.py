@@ -5,7 +5,7 @@ labels are ideal cells with the energy EMT gives after relaxing them. A first mo
 on 10 random arrangements; then rounds of replica-exchange Monte Carlo (6 temperatures, 100 to
 2000 K) draw arrangements, EMT labels them, the model's error on them is measured before it is
 retrained, until that error is under 0.5 meV/atom (``mlal.workflows.lattice_mc``; the relaxed
-energies of the arrangements span only about 15 meV/atom). The lowest
+energies of the arrangements span about 20 meV/atom). The lowest
 arrangement found is compared with L1_0 (EMT's CuAu ground state among the fcc orderings).
 
     .venv/bin/python examples/lattice_cuau_emt.py          # about 10 minutes on 2 cores
