@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sweeps", type=int, default=200, help="Monte Carlo sweeps per round")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--labels-per-round", type=int, default=8)
-    p.add_argument("--tolerance", type=float, default=2.0, help="meV/atom: the error on new labels that ends it")
+    p.add_argument("--tolerance", type=float, default=0.5,
+                   help="meV/atom: the error on new labels that ends it (small against the energies' span)")
     p.add_argument("--train-time", type=float, default=60.0, help="seconds per retraining")
     p.add_argument("--json", action="store_true", help="print a summary as one JSON line")
 
