@@ -63,6 +63,7 @@ def emt_cuau_start(tmp_path_factory):
         data.append(a)
     d = tmp_path_factory.mktemp("workflow_start")
     write(d / "data.extxyz", data)
-    settings = dict(n_members=3, cutoff=5.0, max_time=120.0, epochs=30, valid_fraction=0.0)   # epoch-limited: the same model on any machine
+    # epoch-limited, not time-limited: the same model on any machine
+    settings = dict(n_members=3, cutoff=5.0, max_time=120.0, epochs=30, valid_fraction=0.0)
     init = train(data, TrainConfig(**settings, species=["Cu", "Au"]), d / "init", progress=False)
     return data, d / "data.extxyz", init.model_path, settings

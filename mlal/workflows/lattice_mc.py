@@ -144,8 +144,9 @@ class LatticeSettings:
     """``temperatures`` (K) of the replicas, ``sweeps`` per round, ``labels_per_round`` oracle
     calls (spread over the temperatures), ``tolerance`` (eV/atom: the round's prediction error that
     ends the learning; keep it small against the span of the arrangements' energies, which for an
-    alloy on one lattice may be only tens of meV/atom), ``max_rounds``; ``fmax``/``max_steps`` of the oracle's relaxations;
-    ``training``: TrainConfig settings of the retrainings (energy-only labels)."""
+    alloy on one lattice may be only tens of meV/atom), ``max_rounds``; ``fmax``/``max_steps`` of
+    the oracle's relaxations; ``training``: TrainConfig settings of the retrainings (energy-only
+    labels)."""
 
     temperatures: List[float] = field(default_factory=lambda: [300.0, 600.0, 1000.0, 1500.0])
     sweeps: int = 200

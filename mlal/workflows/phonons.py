@@ -1,12 +1,12 @@
 """Harmonic phonons through phonopy, with any ASE calculator, and the ensemble's spread with mlal.
 
-Finite displacements (phonopy's symmetry-reduced set) of a supercell give the force
-constants (central differences: each displacement also its opposite); from them the band structure along ASE's special-point path of the primitive
-cell, the density of states on a mesh, and the harmonic free energy. With
-:class:`ase_calculators.MlalCalculator` (``uncertainty=True``) every member's forces give
-its own force constants, so each frequency gets the members' standard deviation, and the
-largest γ over the displaced supercells says whether the crystal is inside the training
-data (γ ≤ 1) or an extrapolation.
+Finite displacements (phonopy's symmetry-reduced set) of a supercell give the force constants
+(central differences: each displacement also its opposite); from them the band structure along
+ASE's special-point path of the primitive cell, the density of states on a mesh, and the
+harmonic free energy. With :class:`ase_calculators.MlalCalculator` (``uncertainty=True``) every
+member's forces give its own force constants, so each frequency gets the members' standard
+deviation, and the largest γ over the displaced supercells says whether the crystal is inside
+the training data (γ ≤ 1) or an extrapolation.
 
 Units: displacements and lengths in Å, forces in eV/Å, frequencies in THz (phonopy's),
 temperatures in K, free energies in eV/atom.
