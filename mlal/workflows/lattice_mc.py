@@ -26,7 +26,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.units import kB
 
-from .relaxations import relax
+from .relaxations import relax, warm_retrain
 
 
 class LatticeEnergy:
@@ -198,20 +198,18 @@ class LatticeSampling:
 
     def run(self, progress: Callable[[str], None] = print) -> Dict[str, Any]:
         """Rounds of sampling, labelling and retraining; returns ``lattice.json``'s content."""
-        from ..train import TrainConfig, train
         s = self.settings
         rng = np.random.default_rng(s.seed + 7919 * self.round)
         mc = None
         while self.round < s.max_rounds and self.stage != "done":
             if self.stage == "sample":
                 t0 = time.time()
-                mc = replica_exchange(LatticeEnergy(self.model_path, self.lattice),
-                                      self.lattice.get_chemical_symbols(), s.temperatures, s.sweeps,
+                model_e = LatticeEnergy(self.model_path, self.lattice)
+                mc = replica_exchange(model_e, self.lattice.get_chemical_symbols(), s.temperatures, s.sweeps,
                                       seed=s.seed + self.round)
                 pool = [c for r in range(len(s.temperatures)) for c in mc.samples[r][len(mc.samples[r]) // 2:]]
                 pick = rng.choice(len(pool), min(s.labels_per_round, len(pool)), replace=False)
                 new = [self.label(pool[k]) for k in pick]
-                model_e = LatticeEnergy(self.model_path, self.lattice)
                 err = [abs(model_e(a.get_chemical_symbols()) - a.get_potential_energy()) / len(a) for a in new]
                 self.errors.append({"round": self.round, "mae": float(np.mean(err)), "max": float(np.max(err)),
                                     "n": len(new), "seconds": round(time.time() - t0, 1)})
@@ -222,11 +220,8 @@ class LatticeSampling:
                 self._save()           # the labels are safe before the training starts
                 if self.stage == "done":
                     break
-            from ..deploy import load_model
-            species = list(load_model(self.model_path).species)
-            cfg = TrainConfig.from_dict(dict(s.training, species=species), where="training")
-            res = train(self.data + self.labels, cfg, self.root / "models" / f"r{self.round:02d}",
-                        init=self.model_path, progress=False)
+            res = warm_retrain(self.model_path, s.training, self.data + self.labels,
+                               self.root / "models" / f"r{self.round:02d}")
             self.model_path = str(res.model_path)
             self.round += 1
             self.stage = "sample"

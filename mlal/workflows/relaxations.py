@@ -84,6 +84,17 @@ def relax(atoms: Atoms, calc, fmax: float, max_steps: int, gamma_select: Optiona
     return out
 
 
+def warm_retrain(model_path: Union[str, Path], training: Dict[str, Any], items: Sequence,
+                 out_dir: Union[str, Path]):
+    """Train on ``items`` from the model at ``model_path`` (warm start, its species kept) with the
+    TrainConfig settings ``training``, into ``out_dir``; returns the :class:`TrainResult`."""
+    from ..deploy import load_model
+    from ..train import TrainConfig, train
+    species = list(load_model(model_path).species)
+    cfg = TrainConfig.from_dict(dict(training, species=species), where="training")
+    return train(items, cfg, out_dir, init=model_path, progress=False)
+
+
 class ActiveRelaxations:
     """Relax ``candidates`` (structures of ``elements``) with a first ``model`` trained on
     ``data`` (labelled structures; the retrainings use them and every new label), an ``oracle``
@@ -171,12 +182,8 @@ class ActiveRelaxations:
         return len(self.labels) - n0
 
     def _retrain(self) -> None:
-        from ..train import TrainConfig, train
-        from ..deploy import load_model
-        species = list(load_model(self.model_path).species)      # a warm start keeps the model's species
-        cfg = TrainConfig.from_dict(dict(self.settings.training, species=species), where="training")
         out = self.root / "models" / f"r{self.round:02d}"
-        res = train(self.data + self._labelled(), cfg, out, init=self.model_path, progress=False)
+        res = warm_retrain(self.model_path, self.settings.training, self.data + self._labelled(), out)
         self.model_path = str(res.model_path)
         self._log("model", round=self.round, model_path=self.model_path, n_labels=len(self.labels),
                   force_mae=res.metrics.get("force_mae"))
