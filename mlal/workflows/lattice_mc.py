@@ -26,6 +26,8 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.units import kB
 
+from .rounds import Rounds
+
 from .relaxations import relax, warm_retrain
 
 
@@ -159,7 +161,7 @@ class LatticeSettings:
     training: Dict[str, Any] = field(default_factory=lambda: {"max_time": 60.0, "epochs": 300})
 
 
-class LatticeSampling:
+class LatticeSampling(Rounds):
     """Active learning of the relaxed-energy model inside replica-exchange MC.
 
     ``lattice``: the ideal cell (its symbols: the starting arrangement, which fixes the
@@ -167,34 +169,23 @@ class LatticeSampling:
     relaxed energies; see :meth:`label`); ``oracle``: ASE calculator or mlal oracle spec.
     """
 
+    first_stage = "sample"
+
     def __init__(self, lattice: Atoms, model: Union[str, Path], data: Sequence[Atoms], oracle,
                  workdir: Union[str, Path], settings: Optional[LatticeSettings] = None):
-        from ..active.store import read_extxyz
         self.lattice = lattice.copy()
-        self.model_path = str(model)
         self.data = [a.copy() for a in data]
         self.oracle = oracle
         self.settings = settings or LatticeSettings()
-        self.root = Path(workdir)
-        self.root.mkdir(parents=True, exist_ok=True)
-        p = self.root / "state.json"
-        state = json.loads(p.read_text()) if p.exists() else {}
-        self.round = state.get("round", 0)
-        self.stage = state.get("stage", "sample")      # "train": this round's labels are in, not yet trained on
-        self.model_path = state.get("model_path", self.model_path)
+        state = self._open(workdir, model)
         self.errors: List[Dict[str, Any]] = state.get("errors", [])
-        lab = self.root / "labels.extxyz"
-        self.labels: List[Atoms] = read_extxyz(lab) if lab.exists() else []
 
     def label(self, symbols: Sequence[str]) -> Atoms:
         """:func:`relaxed_label` of ``symbols`` on this lattice with this oracle and settings."""
         return relaxed_label(self.lattice, symbols, self.oracle, self.settings.fmax, self.settings.max_steps)
 
-    def _save(self) -> None:
-        from ..active.store import atomic_write_extxyz, atomic_write_text
-        atomic_write_extxyz(self.root / "labels.extxyz", self.labels)
-        atomic_write_text(self.root / "state.json", json.dumps(
-            {"round": self.round, "stage": self.stage, "model_path": self.model_path, "errors": self.errors}))
+    def _state(self) -> Dict[str, Any]:
+        return {**super()._state(), "errors": self.errors}
 
     def run(self, progress: Callable[[str], None] = print) -> Dict[str, Any]:
         """Rounds of sampling, labelling and retraining; returns ``lattice.json``'s content."""

@@ -19,8 +19,6 @@ Units: eV/atom for energies, Å, eV/Å for ``fmax``.
 """
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
@@ -28,6 +26,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
+
+from .rounds import Rounds
 
 
 @dataclass
@@ -95,7 +95,7 @@ def warm_retrain(model_path: Union[str, Path], training: Dict[str, Any], items: 
     return train(items, cfg, out_dir, init=model_path, progress=False)
 
 
-class ActiveRelaxations:
+class ActiveRelaxations(Rounds):
     """Relax ``candidates`` (structures of ``elements``) with a first ``model`` trained on
     ``data`` (labelled structures; the retrainings use them and every new label), an ``oracle``
     (an ASE calculator or an mlal oracle spec, e.g. ``{"type": "emt"}``) and a ``workdir``."""
@@ -113,34 +113,7 @@ class ActiveRelaxations:
         self.data = as_labelled(data)
         self.oracle = oracle
         self.settings = settings or RelaxSettings()
-        self.root = Path(workdir)
-        self.root.mkdir(parents=True, exist_ok=True)
-        state = self._read_state()
-        self.round = state.get("round", 0)
-        self.stage = state.get("stage", "relax")     # "train": this round's labels are in, not yet trained on
-        self.model_path = state.get("model_path", str(model))
-        self.labels = self._read_labels()
-
-    # ------------------------------------------------------------------ storage
-    def _read_state(self) -> Dict[str, Any]:
-        p = self.root / "state.json"
-        return json.loads(p.read_text()) if p.exists() else {}
-
-    def _read_labels(self) -> List[Atoms]:
-        from ..active.store import read_extxyz
-        p = self.root / "labels.extxyz"
-        return read_extxyz(p) if p.exists() else []
-
-    def _log(self, event: str, **kw) -> None:
-        with open(self.root / "journal.jsonl", "a") as f:
-            f.write(json.dumps({"t": round(time.time(), 3), "event": event, **kw}) + "\n")
-
-    def _save(self) -> None:
-        from ..active.store import atomic_write_extxyz, atomic_write_text
-        atomic_write_extxyz(self.root / "labels.extxyz", self.labels)
-        atomic_write_text(self.root / "state.json", json.dumps({"round": self.round, "stage": self.stage,
-                                                                "model_path": self.model_path,
-                                                                "n_labels": len(self.labels)}))
+        self._open(workdir, model)
 
     # ------------------------------------------------------------------ the loop
     def _calc(self, gamma_break: Optional[float]):
