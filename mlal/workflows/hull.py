@@ -55,12 +55,9 @@ class HullScreening(ActiveRelaxations):
             self._log("check_labels", round=self.round, n=len(self._checked))
             progress(f"check {checks}: the oracle's hull differs; its {len(self._checked)} relaxed structures "
                      f"become labels, and the relaxations start again")
-            self.stage = "train"
-            self._save()
+            self._labels_in()
             self._retrain()
-            self.round += 1
-            self.stage = "relax"
-            self._save()
+            self._next_round()
 
     def _hull(self, rel: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
         from ..active.oracles import make_oracle

@@ -26,9 +26,8 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.units import kB
 
-from .rounds import Rounds
-
 from .relaxations import relax, warm_retrain
+from .rounds import Rounds
 
 
 class LatticeEnergy:
@@ -214,9 +213,7 @@ class LatticeSampling(Rounds):
             res = warm_retrain(self.model_path, s.training, self.data + self.labels,
                                self.root / "models" / f"r{self.round:02d}")
             self.model_path = str(res.model_path)
-            self.round += 1
-            self.stage = "sample"
-            self._save()
+            self._next_round()
         if mc is None or not self.errors or self.errors[-1]["mae"] >= s.tolerance:   # sample with the last model
             mc = replica_exchange(LatticeEnergy(self.model_path, self.lattice), self.lattice.get_chemical_symbols(),
                                   s.temperatures, s.sweeps, seed=s.seed + self.round)

@@ -186,10 +186,7 @@ class ActiveRelaxations(Rounds):
                     self._log("stop", round=self.round, reason="the oracle failed on every configuration")
                     progress(f"round {self.round}: the oracle failed on every configuration; stopping")
                     break
-                self.stage = "train"
-                self._save()           # the labels are safe before the training starts
+                self._labels_in()
             self._retrain()
-            self.round += 1
-            self.stage = "relax"
-            self._save()
+            self._next_round()
         return self._relax_all(None)

@@ -40,6 +40,17 @@ class Rounds:
         return {"round": self.round, "stage": self.stage, "model_path": self.model_path,
                 "n_labels": len(self.labels)}
 
+    def _labels_in(self) -> None:
+        """The round's labels are in: stage ``"train"``, saved before the training starts."""
+        self.stage = "train"
+        self._save()
+
+    def _next_round(self) -> None:
+        """The round's training is done (``model_path`` is its model): the next round, saved."""
+        self.round += 1
+        self.stage = self.first_stage
+        self._save()
+
     def _save(self) -> None:
         from ..active.store import atomic_write_extxyz, atomic_write_text
         atomic_write_extxyz(self.root / "labels.extxyz", self.labels)
