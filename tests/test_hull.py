@@ -168,3 +168,9 @@ def test_hull_check_that_disagrees_labels_the_oracle_relaxations_and_starts_agai
         ref.calc = EMT()
         assert a.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-9)
         assert np.abs(a.get_forces()).max() < 0.05
+    # started again, a screening whose checks are spent does not check once more (the count is in
+    # state.json, saved with the labels), even if the oracle's hull still disagrees
+    monkeypatch.setattr(HullScreening, "_hull", lambda self, rel: dict(real(self, rel), oracle_agrees=False))
+    again = HullScreening(cands, ["Cu", "Au"], model, data, {"type": "emt"}, tmp_path, settings).run(progress=print)
+    assert again["n_labels"] == res["n_labels"] and len(read_extxyz(tmp_path / "labels.extxyz")) == res["n_labels"]
+    assert json.loads((tmp_path / "state.json").read_text())["checks"] == 1

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict
+from pathlib import Path
+from typing import Any, Callable, Dict, Union
 
 import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
@@ -38,24 +39,32 @@ class HullSettings(RelaxSettings):
 class HullScreening(ActiveRelaxations):
     """A screening of two-element ``candidates``: see :class:`ActiveRelaxations` for the arguments."""
 
+    def _open(self, workdir: Union[str, Path], model: Union[str, Path]) -> Dict[str, Any]:
+        state = super()._open(workdir, model)
+        self.checks: int = state.get("checks", 0)  # checks that disagreed and sent labels
+        return state
+
+    def _state(self) -> Dict[str, Any]:
+        return {**super()._state(), "checks": self.checks}
+
     def run(self, progress: Callable[[str], None] = print) -> Dict[str, Any]:
         """Rounds of relaxation and labelling, then the hull and the oracle's check; returns ``hull.json``'s content."""
         if len(self.elements) != 2:
             raise ValueError(f"a binary hull needs two elements, got {self.elements}")
-        checks = 0
         while True:
             result = self._hull(self.relax_rounds(progress))
             hull = ', '.join(e['name'] + ' ' + e['formula'] for e in result['entries'] if e['on_hull'])
             progress(f"hull: {hull}; oracle agrees: {result['oracle_agrees']}")
-            if result["oracle_agrees"] or checks >= self.settings.max_checks:
+            if result["oracle_agrees"] or self.checks >= self.settings.max_checks:
                 return result
-            # the oracle's relaxed structures (their final frames, labelled) join the labels
-            checks += 1
+            # the oracle's relaxed structures (their final frames, labelled) join the labels; the
+            # count of checks is saved with them, so a resumed screening does not check again
+            self.checks += 1
             self.labels += self._checked
-            self._log("check_labels", round=self.round, n=len(self._checked))
-            progress(f"check {checks}: the oracle's hull differs; its {len(self._checked)} relaxed structures "
-                     f"become labels, and the relaxations start again")
             self._labels_in()
+            self._log("check_labels", round=self.round, n=len(self._checked))
+            progress(f"check {self.checks}: the oracle's hull differs; its {len(self._checked)} relaxed structures "
+                     f"became labels, and the relaxations start again")
             self._retrain()
             self._next_round()
 
