@@ -36,10 +36,21 @@ def alloy_rank4_model(tmp_path_factory):
                         n_members=3, seed=4, channels=(6, 4, 4, 3, 3), latent_layers=2)
 
 
-@pytest.fixture(params=["rank3", "rank4"])
+@pytest.fixture(scope="session")
+def alloy_r_min_model(tmp_path_factory):
+    """Path of a 3-member, float64, three-element (Cu, Ni, Au) model whose radial functions span
+    [2.2 Å, r_c]: the test structures have pairs on both sides of 2.2 Å."""
+    from mlal.testing import random_model
+    return random_model(tmp_path_factory.mktemp("models") / "cuniau_rmin.pt", species=["Cu", "Ni", "Au"],
+                        n_members=3, seed=5, r_min=2.2)
+
+
+@pytest.fixture(params=["rank3", "rank4", "r_min"])
 def physics_model(request):
-    """The three-element model with moments of rank 0..3, then one with ranks 0..4 and two shared layers."""
-    return request.getfixturevalue("alloy_model" if request.param == "rank3" else "alloy_rank4_model")
+    """The three-element model with moments of rank 0..3, one with ranks 0..4 and two shared
+    layers, and one with radial functions from r_min = 2.2 Å."""
+    return request.getfixturevalue({"rank3": "alloy_model", "rank4": "alloy_rank4_model",
+                                    "r_min": "alloy_r_min_model"}[request.param])
 
 
 @pytest.fixture(scope="session")

@@ -123,6 +123,22 @@ def test_cutoff_is_smooth(mo_model):
     assert abs(es[0] - es[2]) < 1e-9
 
 
+def test_radial_range_start_is_smooth(alloy_r_min_model):
+    """Forces stay continuous, and follow the energy, as a pair crosses r_min (the radial
+    functions continue below it; a clamp there would make the forces jump)."""
+    calc = MlalCalculator(alloy_r_min_model, uncertainty=False)
+    fs, es = [], []
+    for d in (2.2 - 1e-6, 2.2 + 1e-6, 2.2 - 1e-5, 2.2 + 1e-5):
+        dimer = Atoms("CuNi", positions=[[0, 0, 0], [d, 0, 0]])
+        dimer.calc = calc
+        es.append(dimer.get_potential_energy())
+        fs.append(dimer.get_forces()[1, 0])
+    assert abs(fs[0]) > 1e-3, "degenerate test: no force at r_min"
+    # a smooth force changes ten times as much over a ten times wider step; a jump does not
+    assert abs(fs[3] - fs[2]) > 5 * abs(fs[1] - fs[0]) and abs(fs[1] - fs[0]) < 1e-3
+    assert abs(-(es[3] - es[2]) / 2e-5 - (fs[0] + fs[1]) / 2) < 1e-6 * max(1.0, abs(fs[0]))
+
+
 def test_nve_energy_conservation(mo_model):
     from ase import units
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution

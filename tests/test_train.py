@@ -427,6 +427,24 @@ def test_warm_start_from_init(tmp_path, trained):
         train(emt_structures(4, symbol="Au"), cfg, tmp_path / "bad", init=result.model_path, progress=False)
 
 
+def test_r_min_travels_through_training_export_deploy_and_warm_start(tmp_path, data):
+    from mlal.train.checkpoint import deploy_checkpoint
+    cfg = TrainConfig(**dict(TINY, epochs=2, r_min=1.5))
+    res = train(data, cfg, tmp_path / "a", progress=False)
+    again = deploy_checkpoint(res.checkpoint, tmp_path / "again.pt")
+    warm = train(data[:6], TrainConfig(**dict(TINY, epochs=1)), tmp_path / "w", init=res.model_path, progress=False)
+    a = data[0].atoms.copy()
+    energies = []
+    for path in (res.model_path, again):
+        assert load_model(path).r_min == 1.5
+        a.calc = MlalCalculator(str(path))
+        energies.append(a.get_potential_energy())
+    assert energies[0] == pytest.approx(energies[1], abs=1e-10)
+    assert load_model(warm.model_path).r_min == 1.5      # the warm start keeps the model's basis
+    with pytest.raises(ValueError, match="r_min"):
+        TrainConfig(**dict(TINY, r_min=4.0))
+
+
 def test_atoms_input_and_species_inference(tmp_path):
     atoms = []
     for d in emt_structures(4, seed=3):

@@ -61,6 +61,9 @@ class EnsembleModel(nn.Module):
         cutoff: radial cutoff r_c (Å).
         n_members: ensemble size K ≥ 1.
         n_basis: number of Chebyshev radial functions.
+        r_min: (Å) where the radial functions' range starts: they span [r_min, r_c] (0: the
+            whole sphere). Below it they continue smoothly; set it under the data's shortest
+            distance (:mod:`mlal.nn.radial`).
         channels: radial channels for moment ranks 0, 1, 2, 3 (and optionally 4: a fifth
             count adds rank-4 moments, angular resolution up to l = 4, and their
             contractions ``M4_a :: M4_b``).
@@ -90,6 +93,7 @@ class EnsembleModel(nn.Module):
         hidden: int = 32,
         seed: int = 0,
         latent_layers: int = 1,
+        r_min: float = 0.0,
     ) -> None:
         super().__init__()
         if n_members < 1:
@@ -105,7 +109,9 @@ class EnsembleModel(nn.Module):
         self.cutoff = float(cutoff)
         self.n_members = int(n_members)
         self.n_basis = int(n_basis)
-        self.r_min = 0.0
+        if not 0.0 <= r_min < cutoff:
+            raise ValueError(f"r_min must be in [0, cutoff), got {r_min} (cutoff {cutoff})")
+        self.r_min = float(r_min)
         if len(channels) not in (4, 5) or min(channels) < 1:
             raise ValueError(f"channels must be 4 or 5 positive integers (ranks 0..3 or 0..4), got {channels}")
         self.c0, self.c1, self.c2, self.c3 = (int(c) for c in channels[:4])
@@ -120,7 +126,7 @@ class EnsembleModel(nn.Module):
             "species": list(species), "cutoff": float(cutoff), "n_members": int(n_members),
             "n_basis": int(n_basis), "channels": [int(c) for c in channels],
             "latent": int(latent), "hidden": int(hidden), "seed": int(seed),
-            "latent_layers": int(latent_layers),
+            "latent_layers": int(latent_layers), "r_min": float(r_min),
         }
 
         r1, c1 = _triu(self.c1)

@@ -3,6 +3,10 @@
 All distances in Å. The cutoff function f_c(d) = (1 - (d/r_c)^2)^3 has value,
 first and second derivative zero at d = r_c, so energies, forces and their
 derivatives are continuous when a neighbour crosses the cutoff.
+
+The polynomials' argument maps [r_min, r_c] onto [-1, 1], so all ``n_basis`` functions resolve
+the range where neighbours are (Chebyshev polynomials resolve finest near the ends). Below
+``r_min`` the same polynomials continue smoothly (they grow, and the model extrapolates there).
 """
 
 import torch
@@ -19,7 +23,6 @@ def cutoff_function(d: torch.Tensor, cutoff: float) -> torch.Tensor:
 def chebyshev_basis(d: torch.Tensor, cutoff: float, n_basis: int, r_min: float) -> torch.Tensor:
     """``[E, n_basis]`` values ``T_k(t) f_c(d)`` with ``t = 2 (d - r_min)/(r_c - r_min) - 1``."""
     t = 2.0 * (d - r_min) / (cutoff - r_min) - 1.0
-    t = torch.clamp(t, -1.0, 1.0)
     fc = cutoff_function(d, cutoff)
     terms = [torch.ones_like(t), t]
     for _ in range(2, n_basis):

@@ -33,7 +33,7 @@ def build_model(cfg: TrainConfig, species: List[str], cutoff: Optional[float] = 
         cutoff = cfg.cutoff
     model = EnsembleModel(list(species), cutoff=cutoff, n_members=cfg.n_members, n_basis=cfg.n_basis,
                           channels=tuple(cfg.channels), latent=cfg.latent, hidden=cfg.hidden, seed=cfg.seed,
-                          latent_layers=cfg.latent_layers)
+                          latent_layers=cfg.latent_layers, r_min=cfg.r_min)
     H, Hd = model.latent_dim, model.hidden_dim
     with torch.no_grad():
         for k in range(model.n_members):
@@ -74,7 +74,8 @@ def model_from_state(hp: Dict[str, Any], state_dict: Dict[str, torch.Tensor]) ->
     """Eager float64 ensemble with hyperparameters ``hp`` and the weights of ``state_dict``."""
     model = EnsembleModel(hp["species"], cutoff=hp["cutoff"], n_members=hp["n_members"], n_basis=hp["n_basis"],
                           channels=tuple(hp["channels"]), latent=hp["latent"], hidden=hp["hidden"],
-                          seed=hp.get("seed", 0), latent_layers=hp.get("latent_layers", 1)).double()
+                          seed=hp.get("seed", 0), latent_layers=hp.get("latent_layers", 1),
+                          r_min=hp.get("r_min", 0.0)).double()
     wanted = model.state_dict()     # files may also hold index constants (TorchScript keeps all buffers)
     state = {k: v.double() if v.is_floating_point() else v for k, v in state_dict.items() if k in wanted}
     # files from before latent_layers lack its (then empty) residual layers

@@ -24,8 +24,8 @@ class TrainConfig:
 
     Model: ``species`` (empty = inferred from the data, ordered by atomic
     number), ``cutoff`` (Å; ``"auto"``: from the data's atomic density,
-    :func:`mlal.train.prepare.auto_cutoff`), ``n_members`` (K), ``n_basis``, ``channels``,
-    ``latent``, ``hidden``, ``latent_layers`` (see :class:`mlal.nn.model.EnsembleModel`).
+    :func:`mlal.train.prepare.auto_cutoff`), ``n_members`` (K), ``n_basis``, ``r_min`` (Å),
+    ``channels``, ``latent``, ``hidden``, ``latent_layers`` (see :class:`mlal.nn.model.EnsembleModel`).
 
     Optimisation: Adam with ``lr``; ``lr_schedule`` ``"cosine"`` (over
     ``epochs``, down to ``lr * lr_min_factor``), ``"plateau"`` (multiply by
@@ -75,6 +75,7 @@ class TrainConfig:
     cutoff: Union[float, str] = "auto"
     n_members: int = 5
     n_basis: int = 10
+    r_min: float = 0.0
     channels: List[int] = field(default_factory=lambda: [16, 8, 8, 4])
     latent: int = 64
     hidden: int = 64
@@ -130,6 +131,8 @@ class TrainConfig:
             raise ValueError(f"cutoff must be a distance in Å or 'auto', got {self.cutoff!r}")
         if not isinstance(self.cutoff, str) and self.cutoff <= 0:
             raise ValueError(f"cutoff must be > 0 Å, got {self.cutoff}")
+        if not self.r_min >= 0 or (not isinstance(self.cutoff, str) and self.r_min >= self.cutoff):
+            raise ValueError(f"r_min must be in [0, cutoff) Å, got {self.r_min}")
         if not isinstance(self.config_type_weights, dict):
             raise ValueError(f"config_type_weights must be a mapping of config_type to weight, "
                              f"got {self.config_type_weights!r}")
