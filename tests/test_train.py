@@ -540,6 +540,30 @@ def test_auto_cutoff_follows_the_atomic_density(tmp_path):
         TrainConfig(cutoff=-1.0)
 
 
+def test_auto_r_min_sits_under_the_shortest_distance(tmp_path):
+    """``r_min: auto`` is 0.3 Å under the data's shortest distance, rounded to 0.1 Å, across a
+    periodic boundary too; the trained and exported model carry it; no pair within the cutoff: 0."""
+    from ase import Atoms
+    from mlal.train.prepare import auto_r_min
+
+    def lab(a):
+        return Labelled(atoms=a, energy=None, forces=None, stress=None, source="x")
+    cu = lab(bulk("Cu", "fcc", a=3.61, cubic=True))                 # nearest neighbours 2.553 Å
+    assert auto_r_min([cu], 5.0) == 2.3
+    squeezed = Atoms("Cu2", positions=[[0.1, 0, 0], [9.9, 0, 0]], cell=[10, 10, 10], pbc=True)
+    assert auto_r_min([cu, lab(squeezed)], 5.0) == pytest.approx(0.0)  # 0.2 Å apart through the boundary
+    dimer = Atoms("Cu2", positions=[[0, 0, 0], [2.14, 0, 0]])
+    assert auto_r_min([lab(dimer)], 5.0) == 1.8
+    assert auto_r_min([lab(Atoms("Cu2", positions=[[0, 0, 0], [6.0, 0, 0]]))], 5.0) == 0.0
+    items = emt_structures(4, seed=5)
+    expected = auto_r_min(items, 4.0)
+    assert 1.5 < expected < 2.5
+    r = train(items, TrainConfig(**dict(TINY, r_min="auto", epochs=1)), tmp_path / "a", progress=False)
+    assert r.model.r_min == expected and load_model(r.model_path).r_min == expected
+    with pytest.raises(ValueError, match="r_min"):
+        TrainConfig(r_min="short")
+
+
 def test_training_checks_the_stress_labels_shear_order(tmp_path):
     """The trainer reads the labels' shear slots against the trained model's own stress (a strain
     derivative): the model's own stress as labels passes, the same with yz and xz exchanged warns."""

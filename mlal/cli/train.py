@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     result = train(items, cfg, args.out, init=args.init, progress=not args.no_progress, resume=args.resume)
     m = result.metrics
     print(f"model: {result.model_path} (species {' '.join(result.model.species)}, cutoff "
-          f"{result.model.cutoff:g} Å{' from the data density' if cfg.cutoff == 'auto' else ''})")
+          f"{result.model.cutoff:g} Å{' from the data density' if cfg.cutoff == 'auto' else ''}"
+          f"{f', r_min {result.model.r_min:g} Å from the shortest distance' if cfg.r_min == 'auto' else ''})")
     print(f"checkpoint: {result.checkpoint}")
     print(f"{m['evaluated_on']} errors: energy MAE {m['energy_mae']:.4g} meV/atom, "
           f"force MAE {m['force_mae']:.4g} eV/Å, stress MAE {m['stress_mae']:.4g} GPa; "

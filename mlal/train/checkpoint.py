@@ -22,18 +22,23 @@ CHECKPOINT_FORMAT = "mlal-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-def build_model(cfg: TrainConfig, species: List[str], cutoff: Optional[float] = None) -> EnsembleModel:
+def build_model(cfg: TrainConfig, species: List[str], cutoff: Optional[float] = None,
+                r_min: Optional[float] = None) -> EnsembleModel:
     """A fresh ensemble for ``cfg`` with one seed-driven head initialisation per member.
 
-    ``cutoff`` (Å) replaces ``cfg.cutoff`` (needed when that is ``"auto"``).
+    ``cutoff`` and ``r_min`` (Å) replace ``cfg``'s (needed when those are ``"auto"``).
     """
     if cutoff is None:
         if isinstance(cfg.cutoff, str):
             raise ValueError("cutoff 'auto' is resolved from the data: pass cutoff=")
         cutoff = cfg.cutoff
+    if r_min is None:
+        if isinstance(cfg.r_min, str):
+            raise ValueError("r_min 'auto' is resolved from the data: pass r_min=")
+        r_min = cfg.r_min
     model = EnsembleModel(list(species), cutoff=cutoff, n_members=cfg.n_members, n_basis=cfg.n_basis,
                           channels=tuple(cfg.channels), latent=cfg.latent, hidden=cfg.hidden, seed=cfg.seed,
-                          latent_layers=cfg.latent_layers, r_min=cfg.r_min)
+                          latent_layers=cfg.latent_layers, r_min=r_min)
     H, Hd = model.latent_dim, model.hidden_dim
     with torch.no_grad():
         for k in range(model.n_members):

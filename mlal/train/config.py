@@ -24,7 +24,8 @@ class TrainConfig:
 
     Model: ``species`` (empty = inferred from the data, ordered by atomic
     number), ``cutoff`` (Å; ``"auto"``: from the data's atomic density,
-    :func:`mlal.train.prepare.auto_cutoff`), ``n_members`` (K), ``n_basis``, ``r_min`` (Å),
+    :func:`mlal.train.prepare.auto_cutoff`), ``n_members`` (K), ``n_basis``, ``r_min`` (Å;
+    ``"auto"``: 0.3 Å under the data's shortest distance, :func:`mlal.train.prepare.auto_r_min`),
     ``channels``, ``latent``, ``hidden``, ``latent_layers`` (see :class:`mlal.nn.model.EnsembleModel`).
 
     Optimisation: Adam with ``lr``; ``lr_schedule`` ``"cosine"`` (over
@@ -75,7 +76,7 @@ class TrainConfig:
     cutoff: Union[float, str] = "auto"
     n_members: int = 5
     n_basis: int = 10
-    r_min: float = 0.0
+    r_min: Union[float, str] = 0.0
     channels: List[int] = field(default_factory=lambda: [16, 8, 8, 4])
     latent: int = 64
     hidden: int = 64
@@ -113,6 +114,8 @@ class TrainConfig:
         self.species = [str(s) for s in self.species]
         if not isinstance(self.cutoff, str):
             self.cutoff = float(self.cutoff)
+        if not isinstance(self.r_min, str):
+            self.r_min = float(self.r_min)
         self.validate()
 
     def validate(self) -> None:
@@ -131,7 +134,10 @@ class TrainConfig:
             raise ValueError(f"cutoff must be a distance in Å or 'auto', got {self.cutoff!r}")
         if not isinstance(self.cutoff, str) and self.cutoff <= 0:
             raise ValueError(f"cutoff must be > 0 Å, got {self.cutoff}")
-        if not self.r_min >= 0 or (not isinstance(self.cutoff, str) and self.r_min >= self.cutoff):
+        if isinstance(self.r_min, str) and self.r_min != "auto":
+            raise ValueError(f"r_min must be a distance in Å or 'auto', got {self.r_min!r}")
+        if not isinstance(self.r_min, str) and (
+                not self.r_min >= 0 or (not isinstance(self.cutoff, str) and self.r_min >= self.cutoff)):
             raise ValueError(f"r_min must be in [0, cutoff) Å, got {self.r_min}")
         if not isinstance(self.config_type_weights, dict):
             raise ValueError(f"config_type_weights must be a mapping of config_type to weight, "

@@ -4,7 +4,8 @@
 - the energy scale of the network output (eV),
 - the descriptor normalisation (mean/std of each invariant),
 - the MaxVol active set per element on the latent features (γ);
-- the cutoff, when it is ``"auto"`` (from the atomic density of the data).
+- the cutoff, when it is ``"auto"`` (from the atomic density of the data);
+- r_min, when it is ``"auto"`` (from the data's shortest distance).
 """
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ import torch
 
 from ..data.graph import Graph, collate
 from ..data.io import Labelled
-from ..data.neighbors import neighbor_list
+from ..data.neighbors import edge_vectors, neighbor_list
 from ..nn.model import EnsembleModel
 from ..uncertainty.maxvol import ActiveSet, build_active_sets, gamma_matrices
 
 
 AUTO_NEIGHBOURS = 45.0        # mean neighbours inside the automatic cutoff sphere
 AUTO_PROBE = 6.0              # Å, the sphere the density is counted in
+AUTO_R_MIN_MARGIN = 0.3       # Å under the data's shortest distance (r_min "auto")
 
 
 def auto_cutoff(items: Sequence[Labelled], neighbours: float = AUTO_NEIGHBOURS,
@@ -46,6 +48,29 @@ def auto_cutoff(items: Sequence[Labelled], neighbours: float = AUTO_NEIGHBOURS,
         return float(limits[1])
     r = AUTO_PROBE * (neighbours / n) ** (1.0 / 3.0)
     return float(min(max(round(2.0 * r) / 2.0, limits[0]), limits[1]))
+
+
+def auto_r_min(items: Sequence[Labelled], cutoff: float, margin: float = AUTO_R_MIN_MARGIN) -> float:
+    """Start (Å) of the radial functions' range: ``margin`` under the data's shortest distance.
+
+    Rounded to 0.1 Å, at least 0 and at most 0.9 ``cutoff`` (0 when no two atoms
+    are within ``cutoff``). The Chebyshev functions then spend their resolution where
+    the neighbours are: on the mlearn sets (shortest distances Ni 1.80, Cu 1.83,
+    Si 1.83, Mo 1.88, Li 2.00, Ge 2.07 Å) this gives 1.5 Å for Ni, Cu and Si,
+    1.6 for Mo, 1.7 for Li and 1.8 for Ge. Below r_min the functions continue smoothly and grow: a
+    shorter distance than any in the data is an extrapolation (γ flags it).
+    """
+    shortest = np.inf
+    for it in items:
+        a = it.atoms
+        ei, shifts = neighbor_list(a.positions, a.cell.array, a.pbc, cutoff)
+        if ei.shape[1]:
+            d = np.linalg.norm(edge_vectors(a.positions, a.cell.array, ei, shifts), axis=1)
+            shortest = min(shortest, float(d.min()))
+    if not np.isfinite(shortest):
+        return 0.0
+    r = round(10.0 * (shortest - margin)) / 10.0
+    return float(min(max(r, 0.0), 0.9 * cutoff))
 
 
 def fit_reference_energies(model: EnsembleModel, graphs: Sequence[Graph]) -> np.ndarray:

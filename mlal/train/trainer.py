@@ -45,7 +45,8 @@ from .config import TrainConfig
 from .history import plot_learning_curve, write_log
 from .loss import errors, validation_score
 from .parallel import GradientStep
-from .prepare import auto_cutoff, fit_feature_normalization, fit_reference_energies, rebuild_active_set
+from .prepare import (auto_cutoff, auto_r_min, fit_feature_normalization, fit_reference_energies,
+                      rebuild_active_set)
 
 
 @dataclass
@@ -195,7 +196,9 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
             raise ValueError(f"warm start: the data has element(s) {missing} the init model lacks {species}")
     else:
         species = list(cfg.species) or infer_species(items)
-        model = build_model(cfg, species, cutoff=auto_cutoff(items) if cfg.cutoff == "auto" else cfg.cutoff)
+        cutoff = auto_cutoff(items) if cfg.cutoff == "auto" else cfg.cutoff
+        model = build_model(cfg, species, cutoff=cutoff,
+                            r_min=auto_r_min(items, cutoff) if cfg.r_min == "auto" else cfg.r_min)
     index = {s: k for k, s in enumerate(species)}
     graphs = [to_graph(it, index, model.cutoff) for it in items]
     trained = [cfg.type_weight(it.config_type) > 0 for it in items]   # weight 0: left out
