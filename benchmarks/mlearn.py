@@ -166,6 +166,18 @@ def energy_bins(p: dict, lowest: float) -> dict:
     return out
 
 
+def parse_settings(pairs) -> dict:
+    """``["KEY=VALUE", ...]`` (``--set``) as ``{KEY: VALUE}``, each value read as YAML."""
+    import yaml
+    out = {}
+    for kv in pairs:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            raise ValueError(f"--set needs KEY=VALUE, got {kv!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def run_element(el: str, args, cfg_overrides) -> dict:
     import torch
     from mlal.data.io import read_structures
@@ -277,12 +289,10 @@ def main(argv=None) -> int:
             args.models = str(ROOT / "runs" / "mlearn_quick_models")   # keep the real models
     if args.max_time is not None:
         overrides["max_time"] = args.max_time
-    import yaml
-    for kv in args.set:
-        key, sep, value = kv.partition("=")
-        if not sep:
-            p.error(f"--set needs KEY=VALUE, got {kv!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+    try:
+        overrides.update(parse_settings(args.set))
+    except ValueError as exc:
+        p.error(str(exc))
     results = []
     for el in args.elements:
         results.append(run_element(el, args, overrides))

@@ -9,7 +9,9 @@ force MAE in eV/Å, stress MAE in GPa.
     python benchmarks/mlearn_cv.py benchmarks/results/mlearn_2026-12-03.json#3 \\
         benchmarks/results/mlearn_2026-12-04[jklm]_ge_*.json
 
-``FILE#N`` takes only the N-th result (0-based) of a file that holds several (the 2026-12-03
+``--set KEY=VALUE`` (as given to ``mlearn.py``) gathers a cross-validation of changed settings
+instead: every run must then have exactly those changes (a file that predates a setting counts
+as trained with its default). ``FILE#N`` takes only the N-th result (0-based) of a file that holds several (the 2026-12-03
 file holds Mo and Si twice: with the stress labels as given and corrected). A run without a
 ``fold`` is a hold-out split, which is fold 0 of the 10-fold split with the same seed.
 The last line of the output is one JSON object.
@@ -25,7 +27,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mlearn import PUBLISHED, holdout_folds, meets_targets  # noqa: E402
+from mlearn import PUBLISHED, holdout_folds, meets_targets, parse_settings  # noqa: E402
 
 IGNORED_SETTINGS = {"processes"}   # how a batch is spread over cores, not what is trained
 
@@ -51,18 +53,20 @@ def _results_of(path: str) -> List[dict]:
     return results
 
 
-def settings_changed(config: dict, defaults: dict) -> Dict[str, tuple]:
-    """The settings of ``config`` that differ from ``defaults`` (a setting a file predates is
-    taken at its default), as ``{name: (value, default)}``."""
-    return {k: (config.get(k, v), v) for k, v in defaults.items()
-            if k not in IGNORED_SETTINGS and config.get(k, v) != v}
+def settings_changed(config: dict, defaults: dict, overrides: Optional[dict] = None) -> Dict[str, tuple]:
+    """The settings of ``config`` that differ from ``defaults`` changed by ``overrides`` (a setting
+    a file predates is taken at its default, not at its override), as ``{name: (value, expected)}``."""
+    expected = dict(defaults, **(overrides or {}))
+    return {k: (config.get(k, v), expected[k]) for k, v in defaults.items()
+            if k not in IGNORED_SETTINGS and config.get(k, v) != expected[k]}
 
 
 def gather(paths: List[str], defaults: Optional[dict] = None, k: int = 10,
-           seed: int = 0) -> Dict[str, Dict[int, dict]]:
+           seed: int = 0, overrides: Optional[dict] = None) -> Dict[str, Dict[int, dict]]:
     """``{element: {fold: run}}`` over the files; each run gets its ``source``. A fold found twice,
-    a run trained with other than ``defaults`` (``None``: no check) or on another split than
-    ``k`` folds of seed ``seed`` (where the file records its split) is an error."""
+    a run trained with other than ``defaults`` changed by ``overrides`` (``defaults`` ``None``: no
+    check) or on another split than ``k`` folds of seed ``seed`` (where the file records its split)
+    is an error."""
     folds: Dict[str, Dict[int, dict]] = {}
     for path in paths:
         for r in _results_of(path):
@@ -73,10 +77,12 @@ def gather(paths: List[str], defaults: Optional[dict] = None, k: int = 10,
                     raise SystemExit(f"{path}: {r['element']} was split into {kk} folds with seed "
                                      f"{split['seed']}, not {k} with seed {seed}")
             if defaults is not None and "config" in r:
-                changed = settings_changed(r["config"], defaults)
+                changed = settings_changed(r["config"], defaults, overrides)
                 if changed:
-                    raise SystemExit(f"{path}: {r['element']} was not trained with the defaults: "
-                                     + ", ".join(f"{name}={v!r} (default {d!r})" for name, (v, d) in changed.items()))
+                    raise SystemExit(f"{path}: {r['element']} was not trained with the defaults"
+                                     f"{' and --set' if overrides else ''}: " + ", ".join(
+                                         f"{name}={v!r} ({'expected' if overrides else 'default'} {d!r})"
+                                         for name, (v, d) in changed.items()))
             for run in r["runs"]:
                 f = int(run.get("fold") or 0)
                 seen = folds.setdefault(r["element"], {})
@@ -113,12 +119,22 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="the seed of the split")
     p.add_argument("--any-settings", action="store_true",
                    help="accept runs trained with other than the default settings")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="the runs were trained with this setting changed (mlearn.py --set): accept those, "
+                        "and only those")
     args = p.parse_args(argv)
+    try:
+        overrides = parse_settings(args.set)
+    except ValueError as exc:
+        p.error(str(exc))
     defaults = None
     if not args.any_settings:
         from mlal.train import TrainConfig
         defaults = TrainConfig().to_dict()
-    table = gather(args.files, defaults, args.folds, args.seed)
+        unknown = sorted(set(overrides) - set(defaults))
+        if unknown:
+            p.error(f"--set: unknown setting(s) {unknown}")
+    table = gather(args.files, defaults, args.folds, args.seed, overrides)
     summaries = []
     for el in sorted(table, key=list(PUBLISHED).index):
         runs = table[el]

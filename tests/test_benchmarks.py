@@ -231,3 +231,11 @@ def test_mlearn_cv_gathers_folds_from_several_files_and_rejects_what_is_not_the_
     assert gather([f"{a}#0"], defaults)["Ni"][0]["source"] == f"{a}#0"
     with pytest.raises(SystemExit, match="no result #1"):
         gather([f"{a}#1"], defaults)
+    # a cross-validation of changed settings: exactly those changes, and a file that predates
+    # the setting counts as trained at its default
+    changed = _cv_file(tmp_path / "g.json", "Ni", [4], [0.3], config={"r_min": 1.5})
+    assert list(gather([changed], defaults, overrides={"r_min": 1.5})["Ni"]) == [4]
+    with pytest.raises(SystemExit, match="r_min=1.5"):
+        gather([changed], defaults)
+    with pytest.raises(SystemExit, match=r"r_min=0.0 \(expected 1.5\)"):
+        gather([a], defaults, overrides={"r_min": 1.5})
