@@ -275,14 +275,14 @@ def test_final_stage_keeps_the_first_stage_best_unless_beaten(tmp_path, data, mo
     """A final stage that only makes things worse (here one that climbs the loss) does not replace
     the first stage's best: that one is re-scored, not forgotten."""
     import mlal.train.parallel as parallel
-    import mlal.train.trainer as trainer
-    plain_weight, plain_loss = trainer._energy_weight, parallel.batch_loss
+    import mlal.train.schedule as schedule
+    plain_weight, plain_loss = schedule.energy_weight, parallel.batch_loss
     marker = 1234.0                                # the stage's loss weight, recognised below
 
     def climbing_loss(model, b, cfg, *args):
         loss, out = plain_loss(model, b, cfg, *args)
         return (-loss if cfg.energy_weight == marker else loss), out
-    monkeypatch.setattr(trainer, "_energy_weight", lambda cfg, progress:
+    monkeypatch.setattr(schedule, "energy_weight", lambda cfg, progress:
                         (marker, True) if plain_weight(cfg, progress)[1] else plain_weight(cfg, progress))
     monkeypatch.setattr(parallel, "batch_loss", climbing_loss)
     cfg = TrainConfig(**dict(TINY, epochs=8, lr_schedule="constant", final_energy_weight=30.0,

@@ -11,7 +11,7 @@ Recipe (see :class:`~mlal.train.config.TrainConfig` for every knob):
    ``force_members``); labels a structure lacks (say stress on Cu) are
    simply left out of the mean; each batch is split over ``processes``
    (:mod:`mlal.train.parallel`, one per CPU core by default);
-4. learning-rate schedule (cosine with warm-up, plateau or constant), an
+4. learning-rate schedule (cosine with warm-up, plateau or constant; :mod:`mlal.train.schedule`), an
    exponential moving average of the weights, early stopping on the
    validation loss of the ensemble mean; the best (EMA) weights are kept;
    a final stage raises the energy weight over the last ``final_fraction``
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from .loss import errors, validation_score
 from .parallel import GradientStep
 from .prepare import (auto_cutoff, auto_r_min, fit_feature_normalization, fit_reference_energies,
                       rebuild_active_set)
+from . import schedule
 
 
 @dataclass
@@ -97,43 +97,6 @@ def _structure_weights(types: Sequence[str], K: int, cfg: TrainConfig) -> Option
     if cfg.config_type_weights:
         w *= np.array([cfg.type_weight(t) for t in types])[None, :]
     return None if bool((w == 1.0).all()) else w
-
-
-def _progress(cfg: TrainConfig, epoch: int, elapsed: float) -> float:
-    """How far the run is at the start of ``epoch`` (0-based), in [0, 1]: by epochs after the
-    warm-up, or by wall time against ``max_time``, whichever is further."""
-    span = max(cfg.epochs - cfg.warmup_epochs, 1)
-    progress = max(epoch - cfg.warmup_epochs, 0) / span
-    if cfg.max_time:
-        # quantised so that short runs (far from the time limit) stay bit-reproducible
-        progress = max(progress, math.floor(100.0 * elapsed / cfg.max_time) / 100.0)
-    return min(progress, 1.0)
-
-
-def _energy_weight(cfg: TrainConfig, progress: float) -> Tuple[float, bool]:
-    """The loss's energy weight at ``progress``, and whether the final stage has begun.
-
-    In the final stage (the last ``final_fraction``) the weight goes geometrically
-    from ``energy_weight`` to ``final_energy_weight`` over the stage's first half,
-    then stays: a sudden 30-fold jump threw a converged Cu fit off (validation
-    energy MAE 0.8 -> 3.7 meV/atom, forces 0.015 -> 0.023 eV/Å, for the rest of the run).
-    """
-    start = 1.0 - cfg.final_fraction
-    if cfg.final_energy_weight is None or progress < start:
-        return cfg.energy_weight, False
-    t = min(1.0, (progress - start) / (0.5 * cfg.final_fraction))
-    w0, w1 = cfg.energy_weight, cfg.final_energy_weight
-    w = w0 * (w1 / w0) ** t if w0 > 0 and w1 > 0 else w0 + t * (w1 - w0)
-    return float(w), True
-
-
-def _lr_factor(cfg: TrainConfig, epoch: int, elapsed: float) -> float:
-    """Cosine factor at the start of ``epoch`` (0-based); with ``max_time`` also annealed by wall time."""
-    if epoch < cfg.warmup_epochs:
-        return (epoch + 1) / (cfg.warmup_epochs + 1)
-    progress = _progress(cfg, epoch, elapsed)
-    lo = cfg.lr_min_factor
-    return lo + (1.0 - lo) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _check_stress_labels(model: EnsembleModel, items: Sequence[Labelled], graphs: Sequence[Graph],
@@ -295,7 +258,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
         if bad_epochs >= cfg.patience and not final_pending:
             stopped = "early_stopping"
             break
-        energy_weight, final_now = _energy_weight(cfg, _progress(cfg, epoch, elapsed))
+        energy_weight, final_now = schedule.energy_weight(cfg, schedule.run_progress(cfg, epoch, elapsed))
         if final_now and stage_cfg is cfg:
             # final stage: a new criterion (with the final energy weight); the best epoch so far is
             # re-scored by it, so the stage keeps its weights only if they are better by that measure
@@ -306,7 +269,7 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
                           if valid_g and rows else float("inf"))
             bad_epochs, plateau_best = 0, float("inf")
         if cfg.lr_schedule == "cosine":
-            lr = cfg.lr * _lr_factor(cfg, epoch, elapsed)
+            lr = cfg.lr * schedule.lr_factor(cfg, epoch, elapsed)
         elif cfg.lr_schedule == "plateau":
             lr = cfg.lr * lr_scale * (min(1.0, (epoch + 1) / (cfg.warmup_epochs + 1)) if cfg.warmup_epochs else 1.0)
         else:
