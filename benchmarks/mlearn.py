@@ -208,7 +208,8 @@ def run_element(el: str, args, cfg_overrides) -> dict:
         test = [items[i] for i in te]
         p = predict_structures(res.model_path, test, uncertainty=True)
         m = metrics_from_predictions(p)
-        m.update({"fold": f, "train_seconds": seconds, "epochs": res.metrics["epochs"],
+        m.update({"fold": f, "cutoff": res.model.cutoff, "r_min": res.model.r_min,   # Å, as trained
+                  "train_seconds": seconds, "epochs": res.metrics["epochs"],
                   "stopped": res.metrics["stopped"],
                   "n_train": len(tr), "n_test": len(te), "valid_energy_mae": res.metrics["energy_mae"],
                   "valid_force_mae": res.metrics["force_mae"]})
