@@ -139,6 +139,25 @@ def test_radial_range_start_is_smooth(alloy_r_min_model):
     assert abs(-(es[3] - es[2]) / 2e-5 - (fs[0] + fs[1]) / 2) < 1e-6 * max(1.0, abs(fs[0]))
 
 
+def test_below_r_min_energy_and_forces_stay_bounded(alloy_r_min_model):
+    """Under r_min the radial argument saturates: a dimer pushed from 2.2 Å (r_min) to 0.6 Å
+    changes its energy and force by as much as over the whole range above, not by T_k's growth
+    outside [-1, 1] (about 10⁹ eV at 0.6 Å before the saturation)."""
+    calc = MlalCalculator(alloy_r_min_model, uncertainty=False)
+
+    def energy_force(d: float):
+        dimer = Atoms("CuNi", positions=[[0, 0, 0], [d, 0, 0]])
+        dimer.calc = calc
+        return dimer.get_potential_energy(), dimer.get_forces()[1, 0]
+
+    above = np.array([energy_force(d) for d in np.linspace(2.2, 4.9, 28)])
+    below = np.array([energy_force(d) for d in np.linspace(0.6, 2.2, 17)])
+    e_span, f_max = np.ptp(above[:, 0]), np.abs(above[:, 1]).max()
+    assert e_span > 1e-3 and f_max > 1e-2, "degenerate test: a flat model"
+    assert np.abs(below[:, 0] - above[0, 0]).max() < 20 * e_span
+    assert np.abs(below[:, 1]).max() < 20 * f_max
+
+
 def test_nve_energy_conservation(mo_model):
     from ase import units
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution

@@ -6,7 +6,12 @@ derivatives are continuous when a neighbour crosses the cutoff.
 
 The polynomials' argument maps [r_min, r_c] onto [-1, 1], so all ``n_basis`` functions resolve
 the range where neighbours are (Chebyshev polynomials resolve finest near the ends). Below
-``r_min`` the same polynomials continue smoothly (they grow, and the model extrapolates there).
+``r_min`` the argument saturates: ``x = (d - r_min)/(r_c - r_min)`` becomes ``ε tanh(x/ε)``,
+which matches ``x`` to second order at ``r_min`` (value, slope 1, curvature 0: energies stay C²)
+and never goes below ``-ε``. So the functions stay within a few times their range and flatten
+within about ``ε (r_c - r_min)`` (0.07 Å for r_c 5, r_min 1.5) under r_min: a model knows
+nothing there, but its energy and forces stay bounded instead of growing like ``T_k`` outside
+[-1, 1] (which sent a Cu dimer at 1.0 Å to -2·10⁵ eV). With ``r_min`` 0 nothing changes.
 """
 
 import torch
@@ -21,8 +26,13 @@ def cutoff_function(d: torch.Tensor, cutoff: float) -> torch.Tensor:
 
 
 def chebyshev_basis(d: torch.Tensor, cutoff: float, n_basis: int, r_min: float) -> torch.Tensor:
-    """``[E, n_basis]`` values ``T_k(t) f_c(d)`` with ``t = 2 (d - r_min)/(r_c - r_min) - 1``."""
-    t = 2.0 * (d - r_min) / (cutoff - r_min) - 1.0
+    """``[E, n_basis]`` values ``T_k(t) f_c(d)`` with ``t = 2 x - 1``, ``x = (d - r_min)/(r_c - r_min)``
+    (saturating below r_min, see the module docstring)."""
+    x = (d - r_min) / (cutoff - r_min)
+    if r_min > 0.0:
+        eps = 0.02      # how far (in units of r_c - r_min) the argument may go under r_min
+        x = torch.where(x < 0.0, eps * torch.tanh(x / eps), x)
+    t = 2.0 * x - 1.0
     fc = cutoff_function(d, cutoff)
     terms = [torch.ones_like(t), t]
     for _ in range(2, n_basis):

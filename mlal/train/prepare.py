@@ -57,8 +57,8 @@ def auto_r_min(items: Sequence[Labelled], cutoff: float, margin: float = AUTO_R_
     are within ``cutoff``). The Chebyshev functions then spend their resolution where
     the neighbours are: on the mlearn sets (shortest distances Ni 1.80, Cu 1.83,
     Si 1.83, Mo 1.88, Li 2.00, Ge 2.07 Å) this gives 1.5 Å for Ni, Cu and Si,
-    1.6 for Mo, 1.7 for Li and 1.8 for Ge. Below r_min the functions continue smoothly and grow:
-    the model extrapolates at a distance shorter than any in the data.
+    1.6 for Mo, 1.7 for Li and 1.8 for Ge. Below r_min the functions flatten smoothly
+    (:mod:`mlal.nn.radial`): the model knows nothing at a distance shorter than any in the data.
     """
     shortest = np.inf
     for it in items:
