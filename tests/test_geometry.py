@@ -8,6 +8,7 @@ from ase.build import fcc111
 
 from mlal.data.graph import collate, to_graph
 from mlal.data.io import Labelled
+from mlal.data.neighbors import edge_vectors
 from mlal.nn.model import EnsembleModel
 from mlal.testing import example_structures
 from mlal.train import TrainConfig
@@ -41,11 +42,18 @@ def _graphs(cutoff=4.5):
     return out
 
 
-@pytest.fixture(scope="module", params=[(6, 3, 3, 2), (6, 3, 3, 2, 2)], ids=["rank3", "rank4"])
+@pytest.fixture(scope="module", params=[((6, 3, 3, 2), 0.0), ((6, 3, 3, 2, 2), 0.0), ((6, 3, 3, 2), 2.5)],
+                ids=["rank3", "rank4", "r_min"])
 def model_and_graphs(request):
+    """``r_min`` 2.5 Å: some pairs lie under it, where the radial argument saturates."""
+    channels, r_min = request.param
     graphs = _graphs()
-    model = EnsembleModel(SPECIES, cutoff=4.5, n_members=3, n_basis=6, channels=request.param, latent=12,
-                          hidden=10, seed=3).double()
+    if r_min:
+        shortest = min(float(np.linalg.norm(edge_vectors(g.positions, g.cell, g.edge_index, g.shifts), axis=1).min())
+                       for g in graphs)
+        assert shortest < r_min - 0.05, "degenerate test: no pair under r_min"
+    model = EnsembleModel(SPECIES, cutoff=4.5, n_members=3, n_basis=6, channels=channels, latent=12,
+                          hidden=10, seed=3, r_min=r_min).double()
     fit_feature_normalization(model, graphs)
     with torch.no_grad():
         model.energy_scale.fill_(0.7)
