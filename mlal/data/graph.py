@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .io import Labelled
-from .neighbors import neighbor_list
+from .neighbors import edge_vectors, neighbor_list
 
 
 @dataclass
@@ -75,8 +75,7 @@ def collate(graphs: Sequence[Graph], dtype: torch.dtype = torch.float64) -> Batc
     offsets = np.cumsum([0] + [g.n_atoms for g in graphs])[:-1]
     species = np.concatenate([g.species for g in graphs])
     ei = np.concatenate([g.edge_index + o for g, o in zip(graphs, offsets)], axis=1)
-    vec = np.concatenate([g.positions[g.edge_index[1]] - g.positions[g.edge_index[0]] + g.shifts @ g.cell
-                          for g in graphs], axis=0)
+    vec = np.concatenate([edge_vectors(g.positions, g.cell, g.edge_index, g.shifts) for g in graphs], axis=0)
     goa = np.concatenate([np.full(g.n_atoms, k) for k, g in enumerate(graphs)])
     goe = np.concatenate([np.full(g.edge_index.shape[1], k) for k, g in enumerate(graphs)])
     nan3 = lambda n: np.full((n, 3), np.nan)  # noqa: E731

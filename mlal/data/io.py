@@ -18,7 +18,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
-from .neighbors import neighbor_list
+from .neighbors import edge_vectors, neighbor_list
 
 
 class DataError(ValueError):
@@ -97,8 +97,7 @@ def check_structure(item: Labelled, min_distance: float = 0.5) -> None:
     cutoff = max(min_distance, 1e-3)
     ei, shifts = neighbor_list(a.positions, a.cell.array, a.pbc, cutoff)
     if ei.shape[1]:
-        vec = a.positions[ei[1]] - a.positions[ei[0]] + shifts @ a.cell.array
-        d = np.sqrt((vec ** 2).sum(1))
+        d = np.linalg.norm(edge_vectors(a.positions, a.cell.array, ei, shifts), axis=1)
         k = int(np.argmin(d))
         raise DataError(f"{where}: atoms {ei[0, k]} and {ei[1, k]} are {d[k]:.3f} Å apart "
                         f"(< {min_distance} Å): overlapping atoms")
