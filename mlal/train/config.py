@@ -65,8 +65,7 @@ class TrainConfig:
     or ``max_time``, whichever is further) the energy weight rises geometrically
     to it within the stage's first half, and the best weights are chosen by the
     validation score with that weight (the first stage's best, re-scored, stays
-    unless the stage beats it). ``final_from_best``: the stage starts from the first stage's
-    best weights by validation (and a fresh optimiser state) instead of the last ones.
+    unless the stage beats it).
     ``force_huber_delta`` (eV/Å; None: plain squares) makes the force term a Huber
     loss: a force component's residual beyond it counts linearly, not squared, so
     the few high-force frames (hot MD, Mo's 1 eV/atom AIMD frames with |F| up to
@@ -99,7 +98,6 @@ class TrainConfig:
     stress_weight: float = 0.01
     final_energy_weight: Optional[float] = 1000.0
     final_fraction: float = 0.2
-    final_from_best: bool = False
     valid_fraction: float = 0.1
     patience: int = 300
     bootstrap: bool = False

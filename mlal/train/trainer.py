@@ -268,13 +268,6 @@ def train(structures: Sequence[Union[Labelled, Atoms]], cfg: TrainConfig, out_di
                                             ("energy_mae", "force_mae", "stress_mae")}, stage_cfg)
                           if valid_g and rows else float("inf"))
             bad_epochs, plateau_best = 0, float("inf")
-            if cfg.final_from_best and 0 <= best_epoch < epoch - 1:
-                # the stage starts from the first stage's best (EMA) weights, not from where the
-                # first stage drifted to (on the small sets, forces overfitting for hundreds of epochs)
-                model.load_state_dict(best_state)
-                if ema is not None:
-                    ema = [p.detach().clone() for p in params]
-                opt.state.clear()
         if cfg.lr_schedule == "cosine":
             lr = cfg.lr * schedule.lr_factor(cfg, epoch, elapsed)
         elif cfg.lr_schedule == "plateau":
