@@ -53,12 +53,18 @@ def _results_of(path: str) -> List[dict]:
     return results
 
 
+UNKNOWN = "unknown to this version"
+
+
 def settings_changed(config: dict, defaults: dict, overrides: Optional[dict] = None) -> Dict[str, tuple]:
     """The settings of ``config`` that differ from ``defaults`` changed by ``overrides`` (a setting
-    a file predates is taken at its default, not at its override), as ``{name: (value, expected)}``."""
+    a file predates is taken at its default, not at its override), as ``{name: (value, expected)}``.
+    A setting this version does not know (an option tried and dropped) counts as changed."""
     expected = dict(defaults, **(overrides or {}))
-    return {k: (config.get(k, v), expected[k]) for k, v in defaults.items()
-            if k not in IGNORED_SETTINGS and config.get(k, v) != expected[k]}
+    changed = {k: (config.get(k, v), expected[k]) for k, v in defaults.items()
+               if k not in IGNORED_SETTINGS and config.get(k, v) != expected[k]}
+    changed.update({k: (v, UNKNOWN) for k, v in config.items() if k not in defaults and k not in IGNORED_SETTINGS})
+    return changed
 
 
 def gather(paths: List[str], defaults: Optional[dict] = None, k: int = 10,
@@ -81,7 +87,8 @@ def gather(paths: List[str], defaults: Optional[dict] = None, k: int = 10,
                 if changed:
                     raise SystemExit(f"{path}: {r['element']} was not trained with the defaults"
                                      f"{' and --set' if overrides else ''}: " + ", ".join(
-                                         f"{name}={v!r} ({'expected' if overrides else 'default'} {d!r})"
+                                         f"{name}={v!r} ("
+                                         f"{UNKNOWN if d is UNKNOWN else ('expected ' if overrides else 'default ') + repr(d)})"
                                          for name, (v, d) in changed.items()))
             for run in r["runs"]:
                 f = int(run.get("fold") or 0)

@@ -239,3 +239,7 @@ def test_mlearn_cv_gathers_folds_from_several_files_and_rejects_what_is_not_the_
         gather([changed], defaults)
     with pytest.raises(SystemExit, match=r"r_min=0.0 \(expected 1.5\)"):
         gather([a], defaults, overrides={"r_min": 1.5})
+    # an option tried and dropped since: its runs are not default runs
+    dropped = _cv_file(tmp_path / "h.json", "Ni", [5], [0.3], config={"final_from_best": True})
+    with pytest.raises(SystemExit, match="final_from_best=True .*unknown to this version"):
+        gather([dropped], defaults)
